@@ -1,0 +1,209 @@
+"""Who is asking: bearer tokens and session cookies resolved to a Principal; route permissions.
+
+Every route declares its permission with `require(...)` (a test walks all routes to be sure).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Depends, Request
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from labkeeper.auth import repository
+from labkeeper.auth.models import ApiToken, RoleAssignment, User, UserSession
+from labkeeper.auth.permissions import AUTHENTICATED, PERMISSIONS, PUBLIC, effective_permissions
+from labkeeper.core.audit import Actor
+from labkeeper.core.db import SAFE_METHODS, Database, DbSession
+from labkeeper.core.errors import CsrfFailed, PermissionDenied, Unauthenticated
+from labkeeper.core.security import constant_eq, sign, token_hash
+from labkeeper.core.time import utcnow
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "labkeeper_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_PREFIX = "lks"
+TOKEN_PREFIX = "lkt"
+# Write "last used" at most this often, so reads do not turn into writes.
+TOUCH_EVERY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Principal(Actor):
+    """An authenticated user as seen by one request."""
+
+    permissions: frozenset[str] = frozenset()
+    status: str = "active"
+    approval_limits: dict[str, Any] | None = None
+    session_id: int | None = None
+    token_id: int | None = None
+    via: str = "token"  # token | session | cookie
+    csrf_token: str | None = field(default=None, repr=False)
+
+    def can(self, permission: str) -> bool:
+        """Whether this principal holds a permission."""
+        return permission in self.permissions
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins and superadmins."""
+        return self.role in ("admin", "superadmin")
+
+
+def cookie_value(token: str) -> str:
+    """The cookie form of a session token: the token and its signature."""
+    return f"{token}.{sign(token)}"
+
+
+def _token_from_cookie(raw: str) -> str | None:
+    token, _, signature = raw.rpartition(".")
+    if token and constant_eq(signature, sign(token)):
+        return token
+    return None
+
+
+def _principal(
+    request: Request,
+    user: User,
+    role: RoleAssignment | None,
+    *,
+    scopes: list[str] | None = None,
+    **extra: Any,
+) -> Principal:
+    role_name = role.role if role else "viewer"
+    status = role.status if role else "active"
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        role=role_name,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        permissions=effective_permissions(role_name, status, role.permissions if role else None, scopes),
+        status=status,
+        approval_limits=role.approval_limits if role else None,
+        **extra,
+    )
+
+
+def _touch(request: Request, model: type[UserSession] | type[ApiToken], row_id: int, column: str) -> None:
+    # A separate short write: the request's own transaction may be read-only.
+    db: Database = request.app.state.db
+    try:
+        with db.scope() as s:
+            s.execute(update(model).where(model.id == row_id).values({column: utcnow()}))
+    except SQLAlchemyError:
+        log.debug("could not record last use of %s %s", model.__tablename__, row_id)
+
+
+def authenticate(request: Request, session: Session) -> Principal | None:
+    """The principal behind a request's bearer token or session cookie, or None."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    header = request.headers.get("authorization", "")
+    token: str | None = None
+    via = "token"
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        token = value.strip()
+    elif COOKIE_NAME in request.cookies:
+        token = _token_from_cookie(request.cookies[COOKIE_NAME])
+        via = "cookie"
+        if token is None:
+            return None
+    if token is None:
+        return None
+    now = utcnow()
+    digest = token_hash(token)
+    principal: Principal | None = None
+    if token.startswith(SESSION_PREFIX + "_"):
+        found = repository.principal_by_session_hash(session, digest)
+        if found:
+            user_session, user, role = found
+            if user_session.revoked_at is None and user_session.expires_at > now and user.is_active:
+                principal = _principal(
+                    request, user, role, session_id=user_session.id,
+                    via="session" if via == "token" else "cookie",
+                    csrf_token=user_session.csrf_token,
+                )
+                if user_session.last_seen_at is None or now - user_session.last_seen_at > TOUCH_EVERY:
+                    _touch(request, UserSession, user_session.id, "last_seen_at")
+    elif token.startswith(TOKEN_PREFIX + "_"):
+        found_token = repository.principal_by_token_hash(session, digest)
+        if found_token:
+            api_token, user, role = found_token
+            live = api_token.revoked_at is None and (
+                api_token.expires_at is None or api_token.expires_at > now
+            )
+            if live and user.is_active:
+                principal = _principal(
+                    request, user, role, scopes=api_token.scopes, token_id=api_token.id
+                )
+                if api_token.last_used_at is None or now - api_token.last_used_at > TOUCH_EVERY:
+                    _touch(request, ApiToken, api_token.id, "last_used_at")
+    if principal is None:
+        if via == "cookie":
+            return None  # a stale cookie is just "signed out"
+        raise Unauthenticated("the token is invalid, expired or revoked")
+    request.state.principal = principal
+    return principal
+
+
+def _check_csrf(request: Request, principal: Principal) -> None:
+    # Only cookie-authenticated writes can be forged by another site; bearer tokens cannot.
+    if principal.via != "cookie" or request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER) or getattr(request.state, "form_csrf", None)
+    if not sent or not principal.csrf_token or not constant_eq(sent, principal.csrf_token):
+        raise CsrfFailed("missing or wrong CSRF token; reload the page and try again")
+
+
+def require(permission: str) -> Callable[..., Any]:
+    """A dependency that authenticates the request and checks one permission.
+
+    `PUBLIC` routes get the principal or None; `AUTHENTICATED` routes need any signed-in user.
+    """
+    if permission not in PERMISSIONS and permission not in (PUBLIC, AUTHENTICATED):
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def dependency(request: Request, session: DbSession) -> Any:
+        principal = authenticate(request, session)
+        if permission == PUBLIC:
+            return principal
+        if principal is None:
+            raise Unauthenticated("sign in or send 'Authorization: Bearer <token>'")
+        _check_csrf(request, principal)
+        if principal.status != "active":
+            raise PermissionDenied(f"your account's role is {principal.status}")
+        if permission != AUTHENTICATED and not principal.can(permission):
+            raise PermissionDenied(
+                f"this needs the '{permission}' permission, which the {principal.role} role "
+                "does not have",
+                details={"permission": permission},
+            )
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{permission.replace(':', '_')}"
+    return dependency
+
+
+def route_permission(dependant: Any) -> str | None:
+    """The permission a route declared through `require`, found in its dependency tree."""
+    for dep in dependant.dependencies:
+        perm = getattr(dep.call, "permission", None)
+        if perm:
+            return str(perm)
+        found = route_permission(dep)
+        if found:
+            return found
+    return None

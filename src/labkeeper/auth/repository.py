@@ -1,0 +1,132 @@
+"""Queries of the auth domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from labkeeper.auth.models import ApiToken, Invitation, RoleAssignment, User, UserSession
+
+
+def user_by_id(session: Session, user_id: int) -> User | None:
+    """A user by id."""
+    return session.get(User, user_id)
+
+
+def user_by_login(session: Session, login: str) -> User | None:
+    """A user by username (case-insensitive) or email."""
+    login = login.strip()
+    return session.scalar(
+        select(User).where(
+            or_(func.lower(User.username) == login.lower(), func.lower(User.email) == login.lower())
+        )
+    )
+
+
+def user_by_username(session: Session, username: str) -> User | None:
+    """A user by exact username, ignoring case."""
+    return session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def users_by_usernames(session: Session, usernames: list[str]) -> dict[str, User]:
+    """Users for a list of usernames, keyed by lower-case username."""
+    if not usernames:
+        return {}
+    lowered = [u.lower() for u in usernames]
+    rows = session.scalars(select(User).where(func.lower(User.username).in_(lowered)))
+    return {u.username.lower(): u for u in rows}
+
+
+def email_taken(session: Session, email: str, *, except_id: int | None = None) -> bool:
+    """Whether another user already has this email."""
+    stmt = select(User.id).where(func.lower(User.email) == email.lower())
+    if except_id is not None:
+        stmt = stmt.where(User.id != except_id)
+    return session.scalar(stmt) is not None
+
+
+def role_of(session: Session, user_id: int) -> RoleAssignment | None:
+    """The role assignment of a user."""
+    return session.scalar(select(RoleAssignment).where(RoleAssignment.user_id == user_id))
+
+
+def principal_by_session_hash(session: Session, digest: str) -> tuple[UserSession, User, RoleAssignment | None] | None:
+    """A live sign-in with its user and role, in one query."""
+    row = session.execute(
+        select(UserSession, User, RoleAssignment)
+        .join(User, User.id == UserSession.user_id)
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+        .where(UserSession.token_hash == digest)
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def principal_by_token_hash(session: Session, digest: str) -> tuple[ApiToken, User, RoleAssignment | None] | None:
+    """An API token with its user and role, in one query."""
+    row = session.execute(
+        select(ApiToken, User, RoleAssignment)
+        .join(User, User.id == ApiToken.user_id)
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+        .where(ApiToken.token_hash == digest)
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def users_query(
+    *, q: str | None = None, role: str | None = None, is_active: bool | None = None,
+    status: str | None = None,
+) -> Select[Any]:
+    """Users with their role assignment, filtered, ordered by username."""
+    stmt = (
+        select(User, RoleAssignment)
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+        .order_by(User.username)
+    )
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(
+            or_(func.lower(User.username).like(like), func.lower(User.email).like(like),
+                func.lower(User.full_name).like(like))
+        )
+    if role:
+        stmt = stmt.where(RoleAssignment.role == role)
+    if status:
+        stmt = stmt.where(RoleAssignment.status == status)
+    if is_active is not None:
+        stmt = stmt.where(User.is_active == is_active)
+    return stmt
+
+
+def tokens_of(session: Session, user_id: int) -> list[ApiToken]:
+    """A user's API tokens, newest first."""
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
+        )
+    )
+
+
+def invitation_by_hash(session: Session, digest: str) -> Invitation | None:
+    """An invitation by its token's hash."""
+    return session.scalar(select(Invitation).where(Invitation.token_hash == digest))
+
+
+def invitations_query(*, pending_only: bool = False) -> Select[Any]:
+    """Invitations, newest first."""
+    stmt = select(Invitation).order_by(Invitation.id.desc())
+    if pending_only:
+        stmt = stmt.where(Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+    return stmt
+
+
+def live_sessions(session: Session, user_id: int) -> list[UserSession]:
+    """A user's sign-ins that are not revoked."""
+    return list(
+        session.scalars(
+            select(UserSession).where(
+                UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
+            )
+        )
+    )

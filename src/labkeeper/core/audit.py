@@ -1,0 +1,70 @@
+"""The audit trail: one row per change, written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+SECRET_MARKERS = ("password", "secret", "token", "private_key", "ssh_key", "community", "passphrase")
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a signed-in user, or the system itself (jobs)."""
+
+    user_id: int | None
+    username: str
+    role: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+SYSTEM = Actor(user_id=None, username="system", role="system")
+
+
+def scrub(value: Any) -> Any:
+    """A copy of a payload with every secret-looking field masked."""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if any(m in str(k).lower() for m in SECRET_MARKERS) and v else scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: object = None,
+    *,
+    payload: dict[str, Any] | None = None,
+    outcome: str = "success",
+    message: str | None = None,
+) -> None:
+    """Add an audit row to the session's transaction."""
+    from labkeeper.admin.models import AuditLog
+
+    session.add(
+        AuditLog(
+            actor_id=actor.user_id,
+            actor_username=actor.username,
+            actor_role=actor.role,
+            action=action,
+            entity_type=entity_type,
+            entity_id=None if entity_id is None else str(entity_id),
+            payload=scrub(payload) if payload else None,
+            outcome=outcome,
+            message=message,
+            ip=actor.ip,
+            user_agent=(actor.user_agent or "")[:255] or None,
+        )
+    )

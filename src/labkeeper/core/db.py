@@ -1,0 +1,209 @@
+"""Database plumbing: one Base and metadata, engines for SQLite/PostgreSQL/MariaDB, sessions.
+
+One transaction per request or job: the request dependency (`session_dependency`) and the job
+wrapper (`session_scope`) are the only places that commit. Services only `flush()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from starlette.requests import Request
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The one declarative base of labkeeper; every table hangs off its metadata."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# Execution option that marks a connection as one that will write. On SQLite such
+# transactions begin IMMEDIATE so writers queue on the lock instead of failing later
+# with "database is locked" when they upgrade from a read lock.
+WRITE_OPTION = "labkeeper_write"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling is lazy).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, pool_size: int = 20, null_pool: bool = False) -> Engine:
+    """Create an engine with the settings each backend needs to behave well under load."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = pool_size
+    else:
+        kwargs["pool_pre_ping"] = True
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = pool_size
+        # Never freeze for 30 s when the pool runs dry: fail fast and let the client retry.
+        kwargs["pool_timeout"] = 10
+        kwargs["pool_recycle"] = 1800
+    if parsed.get_backend_name() == "mysql":
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs.setdefault("connect_args", {})["charset"] = "utf8mb4"
+    if null_pool:
+        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+            kwargs.pop(key, None)
+        kwargs["poolclass"] = NullPool
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+AfterCommit = Callable[[], None]
+
+
+@dataclass
+class Database:
+    """An engine and the two session factories (read-mostly and write) built on it."""
+
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._write = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}),
+            expire_on_commit=False,
+            autoflush=True,
+        )
+
+    @property
+    def backend(self) -> str:
+        """sqlite, postgresql or mysql."""
+        return self.engine.dialect.name
+
+    def session(self, *, write: bool = True) -> Session:
+        """A new session; `write=False` lets SQLite readers run beside a writer."""
+        session = (self._write if write else self._read)()
+        session.info["after_commit"] = []
+        return session
+
+    @contextlib.contextmanager
+    def scope(self, *, write: bool = True) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on error, then run after-commit hooks."""
+        session = self.session(write=write)
+        try:
+            yield session
+            commit(session)
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def after_commit(session: Session, fn: AfterCommit) -> None:
+    """Run `fn` once the session's transaction has committed (never if it rolls back)."""
+    session.info.setdefault("after_commit", []).append(fn)
+
+
+def commit(session: Session) -> None:
+    """Commit, then run the hooks queued with `after_commit` (e.g. enqueue background work)."""
+    session.commit()
+    hooks: list[AfterCommit] = session.info.get("after_commit", [])
+    session.info["after_commit"] = []
+    for hook in hooks:
+        hook()
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether a database error is a deadlock or serialization failure worth retrying."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(
+        marker in text
+        for marker in ("deadlock", "could not serialize", "lock wait timeout", "database is locked")
+    )
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_dependency(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: the request's one transaction, committed here and only here.
+
+    Safe methods get a read session (on SQLite it does not take the write lock). A domain error
+    that asks for it (`AppError.commit`, e.g. a counted login failure) still commits.
+    """
+    from labkeeper.core.errors import AppError
+
+    existing = getattr(request.state, "db_session", None)
+    if existing is not None:
+        yield existing
+        return
+    db: Database = request.app.state.db
+    session = db.session(write=request.method not in SAFE_METHODS)
+    request.state.db_session = session
+    try:
+        yield session
+        commit(session)
+    except AppError as exc:
+        if exc.commit:
+            commit(session)
+        else:
+            session.rollback()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+        request.state.db_session = None
+
+
+def _db_session_type() -> Any:
+    from typing import Annotated
+
+    from fastapi import Depends
+
+    # scope="function": the commit runs before the response is sent, so a failed commit
+    # reaches the client as an error instead of being lost after a 201.
+    return Annotated[Session, Depends(session_dependency, scope="function")]
+
+
+DbSession = _db_session_type()
