@@ -9,9 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import labkeeper.core.time
 ${imports if imports else ""}
+import labkeeper.core.time
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

@@ -28,7 +28,9 @@ from labkeeper.core.security import reset_caches
 from labkeeper.models import metadata
 
 REQUIRE = os.environ.get("LABKEEPER_REQUIRE_SERVICES") == "1"
-PG_ADMIN = os.environ.get("LABKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "LABKEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 MY_ADMIN = os.environ.get("LABKEEPER_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 REDIS_URL = os.environ.get("LABKEEPER_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -78,13 +80,17 @@ def _create_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> 
     admin = create_engine(MY_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        conn.execute(
+            text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        )
     admin.dispose()
     return MY_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
     """A migrated database on one backend, shared by the tests of this worker."""
     backend = request.param
     if backend != "sqlite":
@@ -159,17 +165,26 @@ def make_user(db: Database) -> Any:
 
     counter = {"n": 0}
 
-    def _make(role: str = "member", username: str | None = None, password: str = "s3cret-pass!") -> Account:
+    def _make(
+        role: str = "member", username: str | None = None, password: str = "s3cret-pass!"
+    ) -> Account:
         counter["n"] += 1
         name = username or f"{role}{counter['n']}"
         with db.scope() as s:
             user = service.create_user(
-                s, data=UserCreate(username=name, password=password, role=role,  # type: ignore[arg-type]
-                                   email=f"{name}@lab.example"),
-                actor=SYSTEM, check_grant=False,
+                s,
+                data=UserCreate(
+                    username=name,
+                    password=password,
+                    role=role,  # type: ignore[arg-type]
+                    email=f"{name}@lab.example",
+                ),
+                actor=SYSTEM,
+                check_grant=False,
             )
-            _, token = service.create_token(s, principal=SYSTEM, data=TokenCreate(name="test"),
-                                            user_id=user.id)
+            _, token = service.create_token(
+                s, principal=SYSTEM, data=TokenCreate(name="test"), user_id=user.id
+            )
             return Account(user.id, name, password, role, token)
 
     return _make

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "details": details or {}}}, status_code=status
     )
@@ -46,9 +49,14 @@ def _record_failure(request: Request, exc: AppError) -> None:
     try:
         with db.scope() as session:
             audit.record(
-                session, principal, f"api.{action}", "request", None,
+                session,
+                principal,
+                f"api.{action}",
+                "request",
+                None,
                 payload={"path": request.url.path, "method": request.method, "code": exc.code},
-                outcome="failure", message=exc.message,
+                outcome="failure",
+                message=exc.message,
             )
     except Exception:  # the trail must never turn a 4xx into a 500
         log.exception("could not record a failed action in the audit log")
@@ -71,16 +79,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
-            errors.append({"field": ".".join(loc), "message": err.get("msg", ""),
-                           "type": err.get("type", "")})
+            errors.append(
+                {"field": ".".join(loc), "message": err.get("msg", ""), "type": err.get("type", "")}
+            )
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         return _error(422, "validation_error", message, {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated",
-                 403: "permission_denied", 413: "too_large"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "not_authenticated",
+            403: "permission_denied",
+            413: "too_large",
+        }
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404:
             message = f"nothing at {request.url.path}"
@@ -130,6 +144,9 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
+            # Routes of included routers carry their path without the /api/v1 prefix.
+            if scope.get("path", "").startswith(API_PREFIX) and not name.startswith(API_PREFIX):
+                name = API_PREFIX + name
             method = scope.get("method", "GET")
             REQUESTS.labels(method, name, str(status["code"])).inc()
             LATENCY.labels(method, name).observe(time.perf_counter() - start)
@@ -139,10 +156,21 @@ def _routers(app: FastAPI) -> None:
     from labkeeper.admin.router import router as admin_router
     from labkeeper.auth.router import router as auth_router
 
-    for router in (auth_router, admin_router):
+    app.state.included = []
+    for router in (auth_router, admin_router, *_optional_routers()):
         app.include_router(router, prefix=API_PREFIX)
-    for extra in _optional_routers():
-        app.include_router(extra, prefix=API_PREFIX)
+        app.state.included.append((API_PREFIX, router))
+
+
+def iter_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """Every API route of the app with its full path (routers included with a prefix too)."""
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            yield route.path, route
+    for prefix, router in app.state.included:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                yield prefix + route.path, route
 
 
 def _optional_routers() -> list[Any]:
@@ -161,8 +189,9 @@ def _optional_routers() -> list[Any]:
     return found
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None,
-               *, start_background: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, *, start_background: bool = True
+) -> FastAPI:
     """Build the app; `db` lets tests hand in their own database."""
     settings = settings or get_settings()
     settings.check_production()
@@ -241,5 +270,6 @@ def _web(app: FastAPI) -> None:
 
         return
     install(app)
+    from labkeeper.web.views import router as web_router
 
-
+    app.state.included.append(("", web_router))

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A fixed development key so `make run` works out of the box; production refuses it.
-DEV_SECRET_KEY = "labkeeper-development-key-do-not-use-in-production"
+DEV_SECRET_KEY = "labkeeper-development-key-do-not-use-in-production"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -63,8 +63,9 @@ class Settings(BaseSettings):
         keys = self.key_list()
         if keys == [DEV_SECRET_KEY] or any(len(k) < 32 for k in keys):
             raise RuntimeError(
-                "LABKEEPER_ENV=production needs LABKEEPER_SECRET_KEYS (or LABKEEPER_SECRET_KEY_FILE) "
-                "with keys of at least 32 characters; refusing to start with a default secret."
+                "LABKEEPER_ENV=production needs LABKEEPER_SECRET_KEYS (or "
+                "LABKEEPER_SECRET_KEY_FILE) with keys of at least 32 characters; "
+                "refusing to start with a default secret."
             )
 
 

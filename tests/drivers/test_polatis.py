@@ -138,6 +138,16 @@ def test_injected_failure_text_reaches_the_caller(sim: PolatisSimulator) -> None
     assert sim.cross_connects == {1: 2}
 
 
+def test_removing_a_missing_patch_fails_unless_missing_ok(sim: PolatisSimulator) -> None:
+    sim.set_cross_connects({1: 2})
+    with client(sim) as c:
+        with pytest.raises(SwitchRefused, match="no cross-connect on ingress port 9"):
+            c.apply(add=[(3, 4)], remove=[1, 9])
+        assert sim.cross_connects == {1: 2}
+        c.apply(add=[(3, 4)], remove=[1, 9], missing_ok=True)
+    assert sim.cross_connects == {3: 4}
+
+
 def test_apply_rejects_a_batch_that_reuses_a_port_without_sending(sim: PolatisSimulator) -> None:
     with client(sim) as c, pytest.raises(CommandFailed, match="reuses a port"):
         c.apply(add=[(1, 2), (3, 2)], remove=[])
@@ -206,12 +216,13 @@ def test_wrong_password_is_auth_failed(sim: PolatisSimulator) -> None:
 
 
 def test_nothing_listening_is_unreachable() -> None:
+    # A bound but non-listening socket holds the port (no xdist race) and refuses connections.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free_port = s.getsockname()[1]
-    with pytest.raises(Unreachable) as info:
-        PolatisClient("127.0.0.1", free_port, "admin", "admin", timeout=2).connect()
-    assert info.value.code == "unreachable"
+        with pytest.raises(Unreachable) as info:
+            PolatisClient("127.0.0.1", free_port, "admin", "admin", timeout=2).connect()
+    assert info.value.code == "unreachable" and info.value.transient
 
 
 def test_a_hung_switch_is_a_timeout_during_an_rpc(sim: PolatisSimulator) -> None:

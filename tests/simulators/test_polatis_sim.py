@@ -85,6 +85,10 @@ class Netconf:
         )
         self.chunked = BASE_11 in caps and BASE_11 in self.server_caps()
 
+    def hello_field(self, name: str) -> str | None:
+        assert self.server_hello is not None
+        return self.server_hello.findtext(f"nc:{name}", namespaces=NSMAP)
+
     def server_caps(self) -> set[str]:
         assert self.server_hello is not None
         return {c.text for c in self.server_hello.iter(f"{{{NC}}}capability")}
@@ -102,7 +106,7 @@ class Netconf:
         if not self.chunked:
             raw = await self.reader.readuntil(EOM)
             return raw[: -len(EOM)]
-        parts = []
+        parts: list[bytes] = []
         while True:
             # Each chunk is "\n#<size>\n<data>"; the message ends with "\n##\n".
             assert await self.reader.readexactly(1) == b"\n"
@@ -165,7 +169,7 @@ def test_hello_announces_both_bases_and_a_session_id() -> None:
         b = await Netconf.open(sim)
         assert {BASE_10, BASE_11} <= a.server_caps()
         assert any(c.startswith(NS) for c in a.server_caps())
-        ids = [n.server_hello.findtext("nc:session-id", namespaces=NSMAP) for n in (a, b)]
+        ids = [n.hello_field("session-id") for n in (a, b)]
         assert all(i and i.isdigit() for i in ids) and ids[0] != ids[1]
         await a.close()
         await b.close()

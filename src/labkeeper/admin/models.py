@@ -24,7 +24,7 @@ class AuditLog(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Kept as text so the trail still reads after a user is deleted.
     actor_username: Mapped[str | None] = mapped_column(String(50))
-    actor_role: Mapped[str | None] = mapped_column(String(20))
+    actor_role: Mapped[str | None] = mapped_column(String(50))
     action: Mapped[str] = mapped_column(String(100), index=True)
     entity_type: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(64))

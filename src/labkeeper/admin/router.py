@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from labkeeper.admin import repository, service
 from labkeeper.admin.schemas import AuditRead, SettingRead, SettingWrite
@@ -19,7 +18,7 @@ from labkeeper.auth.deps import Principal, require
 from labkeeper.auth.permissions import AUTHENTICATED
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
-from labkeeper.core.schemas import AwareDatetime
+from labkeeper.core.schemas import MAX_ID, AwareDatetime
 
 router = APIRouter()
 DB = DbSession
@@ -38,7 +37,9 @@ def list_settings(
 
 @router.put("/settings/{key}", response_model=SettingRead, tags=["settings"])
 def put_setting(
-    key: str, body: SettingWrite, session: DB,
+    key: str,
+    body: SettingWrite,
+    session: DB,
     principal: Annotated[Principal, Depends(require("settings:write"))],
 ) -> Any:
     """Change one setting; the value is validated against its type."""
@@ -68,7 +69,7 @@ def reset_setting(
 
 
 def _audit_filters(
-    actor_id: int | None = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     action: Annotated[str | None, Query(max_length=100, description="Action or its prefix")] = None,
     entity_type: Annotated[str | None, Query(max_length=50)] = None,
     entity_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -77,8 +78,16 @@ def _audit_filters(
     until: AwareDatetime | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
-    return {"actor_id": actor_id, "action": action, "entity_type": entity_type,
-            "entity_id": entity_id, "outcome": outcome, "since": since, "until": until, "q": q}
+    return {
+        "actor_id": actor_id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "outcome": outcome,
+        "since": since,
+        "until": until,
+        "q": q,
+    }
 
 
 @router.get("/audit", response_model=Page[AuditRead], tags=["audit"])
@@ -100,8 +109,20 @@ def export_audit(
     filters: Annotated[dict[str, Any], Depends(_audit_filters)],
 ) -> StreamingResponse:
     """The filtered audit log as CSV."""
-    columns = ["id", "created_at", "actor_id", "actor_username", "actor_role", "action",
-               "entity_type", "entity_id", "outcome", "message", "ip", "payload"]
+    columns = [
+        "id",
+        "created_at",
+        "actor_id",
+        "actor_username",
+        "actor_role",
+        "action",
+        "entity_type",
+        "entity_id",
+        "outcome",
+        "message",
+        "ip",
+        "payload",
+    ]
     rows = list(session.scalars(repository.audit_query(**filters).limit(100_000)))
 
     def generate() -> Iterator[str]:
@@ -119,6 +140,7 @@ def export_audit(
         yield buf.getvalue()
 
     return StreamingResponse(
-        generate(), media_type="text/csv",
+        generate(),
+        media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
     )

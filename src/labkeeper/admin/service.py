@@ -36,7 +36,7 @@ def get(session: Session, key: str) -> Any:
     """The value of a setting: the stored override or the default."""
     definition = _definition(key)
     stored = _stored(session)
-    return stored[key] if key in stored else definition.default
+    return stored.get(key, definition.default)
 
 
 def get_all(session: Session, *, mask: bool = True) -> list[dict[str, Any]]:
@@ -78,8 +78,14 @@ def put(session: Session, *, key: str, value: Any, actor: Actor) -> Any:
     session.flush()
     session.info.pop(_CACHE, None)
     shown_old, shown_new = (MASK, MASK) if definition.sensitive else (old, clean)
-    audit.record(session, actor, "settings.update", "setting", key,
-                 payload={"old": shown_old, "new": shown_new})
+    audit.record(
+        session,
+        actor,
+        "settings.update",
+        "setting",
+        key,
+        payload={"old": shown_old, "new": shown_new},
+    )
     return clean
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from labkeeper.auth import repository
 from labkeeper.auth.models import ApiToken, RoleAssignment, User, UserSession
 from labkeeper.auth.permissions import AUTHENTICATED, PERMISSIONS, PUBLIC, effective_permissions
 from labkeeper.core.audit import Actor
-from labkeeper.core.db import SAFE_METHODS, Database, DbSession
+from labkeeper.core.db import SAFE_METHODS, Database, DbSession, after_commit
 from labkeeper.core.errors import CsrfFailed, PermissionDenied, Unauthenticated
 from labkeeper.core.security import constant_eq, sign, token_hash
 from labkeeper.core.time import utcnow
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "labkeeper_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_PREFIX = "lks"
-TOKEN_PREFIX = "lkt"
+TOKEN_PREFIX = "lkt"  # noqa: S105 (a prefix, not a secret)
 # Write "last used" at most this often, so reads do not turn into writes.
 TOUCH_EVERY = timedelta(minutes=5)
 
@@ -85,21 +85,34 @@ def _principal(
         role=role_name,
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
-        permissions=effective_permissions(role_name, status, role.permissions if role else None, scopes),
+        permissions=effective_permissions(
+            role_name, status, role.permissions if role else None, scopes
+        ),
         status=status,
         approval_limits=role.approval_limits if role else None,
         **extra,
     )
 
 
-def _touch(request: Request, model: type[UserSession] | type[ApiToken], row_id: int, column: str) -> None:
-    # A separate short write: the request's own transaction may be read-only.
+def _touch(
+    request: Request,
+    session: Session,
+    model: type[UserSession] | type[ApiToken],
+    row_id: int,
+    column: str,
+) -> None:
+    # A short write of its own once the request's transaction is over: the request may be
+    # read-only, and on SQLite a second writer inside a write request would wait for itself.
     db: Database = request.app.state.db
-    try:
-        with db.scope() as s:
-            s.execute(update(model).where(model.id == row_id).values({column: utcnow()}))
-    except SQLAlchemyError:
-        log.debug("could not record last use of %s %s", model.__tablename__, row_id)
+
+    def write() -> None:
+        try:
+            with db.scope() as s:
+                s.execute(update(model).where(model.id == row_id).values({column: utcnow()}))
+        except SQLAlchemyError:
+            log.debug("could not record last use of %s %s", model.__tablename__, row_id)
+
+    after_commit(session, write)
 
 
 def authenticate(request: Request, session: Session) -> Principal | None:
@@ -131,12 +144,18 @@ def authenticate(request: Request, session: Session) -> Principal | None:
             user_session, user, role = found
             if user_session.revoked_at is None and user_session.expires_at > now and user.is_active:
                 principal = _principal(
-                    request, user, role, session_id=user_session.id,
+                    request,
+                    user,
+                    role,
+                    session_id=user_session.id,
                     via="session" if via == "token" else "cookie",
                     csrf_token=user_session.csrf_token,
                 )
-                if user_session.last_seen_at is None or now - user_session.last_seen_at > TOUCH_EVERY:
-                    _touch(request, UserSession, user_session.id, "last_seen_at")
+                if (
+                    user_session.last_seen_at is None
+                    or now - user_session.last_seen_at > TOUCH_EVERY
+                ):
+                    _touch(request, session, UserSession, user_session.id, "last_seen_at")
     elif token.startswith(TOKEN_PREFIX + "_"):
         found_token = repository.principal_by_token_hash(session, digest)
         if found_token:
@@ -149,7 +168,7 @@ def authenticate(request: Request, session: Session) -> Principal | None:
                     request, user, role, scopes=api_token.scopes, token_id=api_token.id
                 )
                 if api_token.last_used_at is None or now - api_token.last_used_at > TOUCH_EVERY:
-                    _touch(request, ApiToken, api_token.id, "last_used_at")
+                    _touch(request, session, ApiToken, api_token.id, "last_used_at")
     if principal is None:
         if via == "cookie":
             return None  # a stale cookie is just "signed out"

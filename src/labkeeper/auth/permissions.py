@@ -38,8 +38,14 @@ _VIEWER = {
     "jobs:read",
 }
 _MEMBER = _VIEWER | {"bookings:write", "topologies:write"}
-_APPROVER = _MEMBER | {"bookings:read", "bookings:export", "bookings:approve", "topologies:review",
-                      "users:read", "logs:read"}
+_APPROVER = _MEMBER | {
+    "bookings:read",
+    "bookings:export",
+    "bookings:approve",
+    "topologies:review",
+    "users:read",
+    "logs:read",
+}
 _ADMIN = _APPROVER | {
     "devices:write",
     "users:write",

@@ -52,7 +52,9 @@ def role_of(session: Session, user_id: int) -> RoleAssignment | None:
     return session.scalar(select(RoleAssignment).where(RoleAssignment.user_id == user_id))
 
 
-def principal_by_session_hash(session: Session, digest: str) -> tuple[UserSession, User, RoleAssignment | None] | None:
+def principal_by_session_hash(
+    session: Session, digest: str
+) -> tuple[UserSession, User, RoleAssignment | None] | None:
     """A live sign-in with its user and role, in one query."""
     row = session.execute(
         select(UserSession, User, RoleAssignment)
@@ -63,7 +65,9 @@ def principal_by_session_hash(session: Session, digest: str) -> tuple[UserSessio
     return None if row is None else (row[0], row[1], row[2])
 
 
-def principal_by_token_hash(session: Session, digest: str) -> tuple[ApiToken, User, RoleAssignment | None] | None:
+def principal_by_token_hash(
+    session: Session, digest: str
+) -> tuple[ApiToken, User, RoleAssignment | None] | None:
     """An API token with its user and role, in one query."""
     row = session.execute(
         select(ApiToken, User, RoleAssignment)
@@ -75,7 +79,10 @@ def principal_by_token_hash(session: Session, digest: str) -> tuple[ApiToken, Us
 
 
 def users_query(
-    *, q: str | None = None, role: str | None = None, is_active: bool | None = None,
+    *,
+    q: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
     status: str | None = None,
 ) -> Select[Any]:
     """Users with their role assignment, filtered, ordered by username."""
@@ -87,8 +94,11 @@ def users_query(
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(
-            or_(func.lower(User.username).like(like), func.lower(User.email).like(like),
-                func.lower(User.full_name).like(like))
+            or_(
+                func.lower(User.username).like(like),
+                func.lower(User.email).like(like),
+                func.lower(User.full_name).like(like),
+            )
         )
     if role:
         stmt = stmt.where(RoleAssignment.role == role)

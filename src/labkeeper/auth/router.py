@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy.orm import Session
 
 from labkeeper.auth import repository, service
 from labkeeper.auth.deps import COOKIE_NAME, Principal, cookie_value, require
@@ -33,6 +32,7 @@ from labkeeper.config import get_settings
 from labkeeper.core.db import DbSession
 from labkeeper.core.errors import RateLimited
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.schemas import Id
 
 router = APIRouter()
 DB = DbSession
@@ -64,7 +64,10 @@ def login(
             details={"retry_after": int(wait) + 1},
         )
     sign_in, token = service.login(
-        session, username=body.username, password=body.password, ip=ip,
+        session,
+        username=body.username,
+        password=body.password,
+        ip=ip,
         user_agent=request.headers.get("user-agent"),
     )
     response.set_cookie(
@@ -76,13 +79,16 @@ def login(
         expires=sign_in.expires_at,
         path="/",
     )
-    return LoginResponse(access_token=token, expires_at=sign_in.expires_at,
-                         csrf_token=sign_in.csrf_token)
+    return LoginResponse(
+        access_token=token, expires_at=sign_in.expires_at, csrf_token=sign_in.csrf_token
+    )
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
 def logout(
-    response: Response, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+    response: Response,
+    session: DB,
+    principal: Annotated[Principal, Depends(require(AUTHENTICATED))],
 ) -> Response:
     """Sign out of this session."""
     service.logout(session, principal=principal)
@@ -93,7 +99,9 @@ def logout(
 
 @router.post("/auth/logout-all", tags=["auth"])
 def logout_all(
-    response: Response, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+    response: Response,
+    session: DB,
+    principal: Annotated[Principal, Depends(require(AUTHENTICATED))],
 ) -> dict[str, int]:
     """Sign out of every session of this account."""
     count = service.logout_everywhere(session, principal=principal)
@@ -112,7 +120,9 @@ def me(session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATE
 
 @router.patch("/auth/me", response_model=UserRead, tags=["auth"])
 def update_me(
-    body: ProfileUpdate, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+    body: ProfileUpdate,
+    session: DB,
+    principal: Annotated[Principal, Depends(require(AUTHENTICATED))],
 ) -> Any:
     """Change your own email, name or Discord id."""
     user = service.update_profile(session, principal=principal, data=body)
@@ -121,7 +131,8 @@ def update_me(
 
 @router.post("/auth/password", status_code=204, tags=["auth"])
 def change_password(
-    body: PasswordChange, session: DB,
+    body: PasswordChange,
+    session: DB,
     principal: Annotated[Principal, Depends(require(AUTHENTICATED))],
 ) -> Response:
     """Change your own password; your other sessions are signed out."""
@@ -130,7 +141,9 @@ def change_password(
 
 
 @router.get("/auth/tokens", response_model=list[TokenRead], tags=["auth"])
-def list_tokens(session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]) -> Any:
+def list_tokens(
+    session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+) -> Any:
     """Your API tokens (never the tokens themselves)."""
     return repository.tokens_of(session, principal.user_id or 0)
 
@@ -146,7 +159,7 @@ def create_token(
 
 @router.delete("/auth/tokens/{token_id}", status_code=204, tags=["auth"])
 def revoke_token(
-    token_id: int, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+    token_id: Id, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
 ) -> Response:
     """Revoke one of your API tokens."""
     service.revoke_token(session, principal=principal, token_id=token_id)
@@ -158,7 +171,9 @@ def list_users(
     session: DB,
     _: Annotated[Principal, Depends(require("users:read"))],
     page: Annotated[PageParams, Depends(page_params)],
-    q: Annotated[str | None, Query(max_length=100, description="Part of username, email or name")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Part of username, email or name")
+    ] = None,
     role: Role | None = None,
     role_status: RoleStatus | None = None,
     is_active: bool | None = None,
@@ -170,8 +185,12 @@ def list_users(
         page,
         scalars=False,
     )
-    return {"items": [service.user_view(u, r) for u, r in rows], "total": total,
-            "limit": page.limit, "offset": page.offset}
+    return {
+        "items": [service.user_view(u, r) for u, r in rows],
+        "total": total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
 
 
 @router.post("/users", response_model=UserRead, status_code=201, tags=["users"])
@@ -185,7 +204,7 @@ def create_user(
 
 @router.get("/users/{user_id}", response_model=UserRead, tags=["users"])
 def get_user(
-    user_id: int, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+    user_id: Id, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
 ) -> Any:
     """One user (yourself, or anyone with users:read)."""
     if user_id != principal.user_id and not principal.can("users:read"):
@@ -198,7 +217,9 @@ def get_user(
 
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["users"])
 def update_user(
-    user_id: int, body: UserUpdate, session: DB,
+    user_id: Id,
+    body: UserUpdate,
+    session: DB,
     principal: Annotated[Principal, Depends(require("users:write"))],
 ) -> Any:
     """Change a user's profile, role, role status, permission overrides or approval limits."""
@@ -208,7 +229,7 @@ def update_user(
 
 @router.post("/users/{user_id}/deactivate", response_model=UserRead, tags=["users"])
 def deactivate_user(
-    user_id: int, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
+    user_id: Id, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
 ) -> Any:
     """Deactivate a user: they can no longer sign in and their sessions end."""
     user, role = service.update_user(
@@ -219,7 +240,7 @@ def deactivate_user(
 
 @router.post("/users/{user_id}/unlock", response_model=UserRead, tags=["users"])
 def unlock_user(
-    user_id: int, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
+    user_id: Id, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
 ) -> Any:
     """Clear a sign-in lockout."""
     user = service.unlock_user(session, user_id=user_id, actor=principal)
@@ -240,19 +261,24 @@ def list_invitations(
 
 @router.post("/invitations", response_model=InvitationCreated, status_code=201, tags=["users"])
 def create_invitation(
-    body: InvitationCreate, request: Request, session: DB,
+    body: InvitationCreate,
+    request: Request,
+    session: DB,
     principal: Annotated[Principal, Depends(require("users:write"))],
 ) -> Any:
     """Invite someone by email; the token is in this answer only."""
     row, token = service.invite(session, data=body, actor=principal)
     base = str(request.base_url).rstrip("/")
-    return {**InvitationRead.model_validate(row).model_dump(), "token": token,
-            "accept_url": f"{base}/invite/{token}"}
+    return {
+        **InvitationRead.model_validate(row).model_dump(),
+        "token": token,
+        "accept_url": f"{base}/invite/{token}",
+    }
 
 
 @router.delete("/invitations/{invitation_id}", status_code=204, tags=["users"])
 def revoke_invitation(
-    invitation_id: int, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
+    invitation_id: Id, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
 ) -> Response:
     """Withdraw a pending invitation."""
     service.revoke_invitation(session, invitation_id=invitation_id, actor=principal)
@@ -261,7 +287,9 @@ def revoke_invitation(
 
 @router.post("/invitations/accept", response_model=UserRead, status_code=201, tags=["users"])
 def accept_invitation(
-    body: InvitationAccept, request: Request, session: DB,
+    body: InvitationAccept,
+    request: Request,
+    session: DB,
     _: Annotated[Any, Depends(require(PUBLIC))],
 ) -> Any:
     """Accept an invitation: creates your account with the invited role."""

@@ -26,7 +26,7 @@ class LoginRequest(Body):
 
 class LoginResponse(Read):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
     expires_at: datetime
     csrf_token: str
 

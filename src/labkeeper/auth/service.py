@@ -71,17 +71,22 @@ def _grantable(actor: Actor, role: str) -> None:
         raise PermissionDenied(f"you cannot grant the {role} role, which is above your own")
 
 
-def _ensure_unique(session: Session, *, username: str | None, email: str | None,
-                   except_id: int | None = None) -> None:
+def _ensure_unique(
+    session: Session, *, username: str | None, email: str | None, except_id: int | None = None
+) -> None:
     if username is not None:
         existing = repository.user_by_username(session, username)
         if existing is not None and existing.id != except_id:
-            raise AlreadyExists(f"the username {username!r} is taken", details={"field": "username"})
+            raise AlreadyExists(
+                f"the username {username!r} is taken", details={"field": "username"}
+            )
     if email and repository.email_taken(session, email, except_id=except_id):
         raise AlreadyExists(f"the email {email!r} is already in use", details={"field": "email"})
 
 
-def create_user(session: Session, *, data: UserCreate, actor: Actor, check_grant: bool = True) -> User:
+def create_user(
+    session: Session, *, data: UserCreate, actor: Actor, check_grant: bool = True
+) -> User:
     """Create a user with a role; username and email must be free."""
     if check_grant:
         _grantable(actor, data.role)
@@ -99,8 +104,14 @@ def create_user(session: Session, *, data: UserCreate, actor: Actor, check_grant
     session.flush()
     session.add(RoleAssignment(user_id=user.id, role=data.role, assigned_by=actor.user_id))
     session.flush()
-    audit.record(session, actor, "users.create", "user", user.id,
-                 payload={"username": user.username, "role": data.role, "email": data.email})
+    audit.record(
+        session,
+        actor,
+        "users.create",
+        "user",
+        user.id,
+        payload={"username": user.username, "role": data.role, "email": data.email},
+    )
     return user
 
 
@@ -142,16 +153,25 @@ def login(
     """Check a password and open a sign-in; failures are counted and lock the account."""
     now = utcnow()
     user = repository.user_by_login(session, username)
-    actor = Actor(user_id=user.id if user else None, username=username[:50], ip=ip,
-                  user_agent=user_agent)
+    actor = Actor(
+        user_id=user.id if user else None, username=username[:50], ip=ip, user_agent=user_agent
+    )
     if user is None:
         verify_password(dummy_hash(), password)  # same cost as a real check
-        audit.record(session, actor, "auth.login", "user", None, outcome="failure",
-                     message="unknown user")
+        audit.record(
+            session, actor, "auth.login", "user", None, outcome="failure", message="unknown user"
+        )
         raise InvalidCredentials("wrong username or password")
     if user.locked_until and user.locked_until > now:
-        audit.record(session, actor, "auth.login", "user", user.id, outcome="failure",
-                     message="account locked")
+        audit.record(
+            session,
+            actor,
+            "auth.login",
+            "user",
+            user.id,
+            outcome="failure",
+            message="account locked",
+        )
         raise AccountLocked(
             f"too many failed sign-ins; the account unlocks at {user.locked_until.isoformat()}",
             details={"locked_until": user.locked_until.isoformat()},
@@ -161,11 +181,15 @@ def login(
         user.failed_logins = (user.failed_logins or 0) + 1
         message = "wrong password"
         if user.failed_logins >= threshold:
-            user.locked_until = now + timedelta(minutes=settings.get(session, "security.lockout_minutes"))
+            user.locked_until = now + timedelta(
+                minutes=settings.get(session, "security.lockout_minutes")
+            )
             user.failed_logins = 0
             message = "wrong password; account locked"
         session.flush()
-        audit.record(session, actor, "auth.login", "user", user.id, outcome="failure", message=message)
+        audit.record(
+            session, actor, "auth.login", "user", user.id, outcome="failure", message=message
+        )
         if user.locked_until and user.locked_until > now:
             raise AccountLocked(
                 f"too many failed sign-ins; the account unlocks at {user.locked_until.isoformat()}",
@@ -173,8 +197,15 @@ def login(
             )
         raise InvalidCredentials("wrong username or password")
     if not user.is_active:
-        audit.record(session, actor, "auth.login", "user", user.id, outcome="failure",
-                     message="account deactivated")
+        audit.record(
+            session,
+            actor,
+            "auth.login",
+            "user",
+            user.id,
+            outcome="failure",
+            message="account deactivated",
+        )
         raise InvalidCredentials("this account is deactivated; ask an administrator")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -195,8 +226,13 @@ def login(
     session.add(sign_in)
     session.flush()
     role = repository.role_of(session, user.id)
-    audit.record(session, Actor(user.id, user.username, role.role if role else None, ip, user_agent),
-                 "auth.login", "user", user.id)
+    audit.record(
+        session,
+        Actor(user.id, user.username, role.role if role else None, ip, user_agent),
+        "auth.login",
+        "user",
+        user.id,
+    )
     return sign_in, token
 
 
@@ -217,13 +253,20 @@ def logout_everywhere(session: Session, *, principal: Principal) -> int:
         .values(revoked_at=utcnow())
     )
     count = int(getattr(result, "rowcount", 0) or 0)
-    audit.record(session, principal, "auth.logout_all", "user", principal.user_id,
-                 payload={"sessions": count})
+    audit.record(
+        session,
+        principal,
+        "auth.logout_all",
+        "user",
+        principal.user_id,
+        payload={"sessions": count},
+    )
     return count
 
 
-def create_token(session: Session, *, principal: Principal | Actor, data: TokenCreate,
-                 user_id: int | None = None) -> tuple[ApiToken, str]:
+def create_token(
+    session: Session, *, principal: Principal | Actor, data: TokenCreate, user_id: int | None = None
+) -> tuple[ApiToken, str]:
     """Create an API token (shown once) limited to the owner's permissions."""
     owner_id = user_id if user_id is not None else principal.user_id
     if owner_id is None:
@@ -249,8 +292,14 @@ def create_token(session: Session, *, principal: Principal | Actor, data: TokenC
     )
     session.add(row)
     session.flush()
-    audit.record(session, principal, "tokens.create", "api_token", row.id,
-                 payload={"name": data.name, "scopes": data.scopes, "user_id": owner_id})
+    audit.record(
+        session,
+        principal,
+        "tokens.create",
+        "api_token",
+        row.id,
+        payload={"name": data.name, "scopes": data.scopes, "user_id": owner_id},
+    )
     return row, token
 
 
@@ -288,14 +337,19 @@ def change_password(session: Session, *, principal: Principal, data: PasswordCha
     user.password_changed_at = utcnow()
     session.execute(
         update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None),
-               UserSession.id != (principal.session_id or 0))
+        .where(
+            UserSession.user_id == user.id,
+            UserSession.revoked_at.is_(None),
+            UserSession.id != (principal.session_id or 0),
+        )
         .values(revoked_at=utcnow())
     )
     audit.record(session, principal, "users.change_password", "user", user.id)
 
 
-def update_user(session: Session, *, user_id: int, data: UserUpdate, actor: Principal) -> tuple[User, RoleAssignment]:
+def update_user(
+    session: Session, *, user_id: int, data: UserUpdate, actor: Principal
+) -> tuple[User, RoleAssignment]:
     """Admin changes to a user: profile, active flag, role, status, overrides, limits."""
     user, role = get_user(session, user_id)
     if role is None:
@@ -320,7 +374,8 @@ def update_user(session: Session, *, user_id: int, data: UserUpdate, actor: Prin
     if "approval_limits" in changes:
         role.approval_limits = (
             {k: v for k, v in changes["approval_limits"].items() if v is not None}
-            if changes["approval_limits"] else None
+            if changes["approval_limits"]
+            else None
         )
     if "email" in changes:
         _ensure_unique(session, username=None, email=changes["email"], except_id=user.id)
@@ -351,8 +406,9 @@ def invite(session: Session, *, data: InvitationCreate, actor: Principal) -> tup
     """Invite someone by email with a role; the token is shown once and stored hashed."""
     _grantable(actor, data.role)
     if repository.email_taken(session, data.email):
-        raise AlreadyExists(f"a user with the email {data.email!r} exists already",
-                            details={"field": "email"})
+        raise AlreadyExists(
+            f"a user with the email {data.email!r} exists already", details={"field": "email"}
+        )
     token = secrets.token_urlsafe(32)
     days = settings.get(session, "security.invitation_days")
     row = Invitation(
@@ -365,8 +421,14 @@ def invite(session: Session, *, data: InvitationCreate, actor: Principal) -> tup
     )
     session.add(row)
     session.flush()
-    audit.record(session, actor, "invitations.create", "invitation", row.id,
-                 payload={"email": data.email, "role": data.role})
+    audit.record(
+        session,
+        actor,
+        "invitations.create",
+        "invitation",
+        row.id,
+        payload={"email": data.email, "role": data.role},
+    )
     return row, token
 
 
@@ -395,15 +457,24 @@ def accept_invitation(session: Session, *, data: InvitationAccept, ip: str | Non
     inviter = Actor(user_id=row.invited_by, username="invitation", role="system", ip=ip)
     user = create_user(
         session,
-        data=UserCreate(username=data.username, password=data.password, role=row.role,  # type: ignore[arg-type]
-                        email=data.email or row.email),
+        data=UserCreate(
+            username=data.username,
+            password=data.password,
+            role=row.role,  # type: ignore[arg-type]
+            email=data.email or row.email,
+        ),
         actor=inviter,
         check_grant=False,
     )
     row.accepted_at = now
     row.accepted_user_id = user.id
-    audit.record(session, Actor(user.id, user.username, row.role, ip), "invitations.accept",
-                 "invitation", row.id)
+    audit.record(
+        session,
+        Actor(user.id, user.username, row.role, ip),
+        "invitations.accept",
+        "invitation",
+        row.id,
+    )
     return user
 
 

@@ -40,7 +40,7 @@ class Booking(Timestamps, Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    grouped_booking_id: Mapped[str] = mapped_column(String(36), index=True)
+    grouped_booking_id: Mapped[str] = mapped_column(String(64), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     start_time: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -65,7 +65,7 @@ class BookingCollaborator(Base):
     __table_args__ = (UniqueConstraint("grouped_booking_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    grouped_booking_id: Mapped[str] = mapped_column(String(36))
+    grouped_booking_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -78,8 +78,6 @@ class BookingFavorite(Timestamps, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
-    grouped_booking_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    grouped_booking_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # [{"device_id": int, "name": str}] at the time it was saved.
     device_snapshot: Mapped[list[Any]] = mapped_column(JSON)
-
-

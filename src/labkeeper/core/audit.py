@@ -7,7 +7,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-SECRET_MARKERS = ("password", "secret", "token", "private_key", "ssh_key", "community", "passphrase")
+SECRET_MARKERS = (
+    "password",
+    "secret",
+    "token",
+    "private_key",
+    "ssh_key",
+    "community",
+    "passphrase",
+)
 MASK = "***"
 
 

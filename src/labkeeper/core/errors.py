@@ -107,4 +107,6 @@ class ServiceUnavailable(AppError):
 
 def not_found(entity: str, ident: object) -> NotFound:
     """A 404 that says what was looked for."""
-    return NotFound(f"{entity} {ident!s} does not exist", details={"entity": entity, "id": str(ident)})
+    return NotFound(
+        f"{entity} {ident!s} does not exist", details={"entity": entity, "id": str(ident)}
+    )

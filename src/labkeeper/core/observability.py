@@ -10,9 +10,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter(
-    "labkeeper_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("labkeeper_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "labkeeper_http_request_seconds",
     "HTTP request latency",
@@ -21,6 +19,18 @@ LATENCY = Histogram(
 )
 JOBS = Counter("labkeeper_jobs_total", "Background job runs", ["job_type", "status"])
 JOBS_RUNNING = Gauge("labkeeper_jobs_running", "Background jobs running in this process")
+JOB_SECONDS = Histogram(
+    "labkeeper_job_seconds",
+    "Duration of background job runs",
+    ["job_type"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600),
+)
+JOBS_DISPATCHED = Counter(
+    "labkeeper_jobs_dispatched_total", "Job runs handed to a worker (threads or Redis)"
+)
+SCHEDULER_LEADER = Gauge(
+    "labkeeper_scheduler_leader", "1 while this process holds the scheduler lease"
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,3 +65,4 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
@@ -28,3 +29,9 @@ def _aware(value: datetime) -> datetime:
 
 # A datetime the client must send with an offset; naive times are a 422.
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+# Ids in paths and bodies: bounded so no value can overflow a database integer into a 500.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="Numeric id")]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]

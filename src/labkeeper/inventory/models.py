@@ -47,9 +47,7 @@ class Manufacturer(CreatedAt, Base):
 class DeviceType(CreatedAt, Base):
     __tablename__ = "device_types"
     __table_args__ = (
-        CheckConstraint(
-            "category IN ('optical', 'compute', 'storage', 'infra')", name="category"
-        ),
+        CheckConstraint("category IN ('optical', 'compute', 'storage', 'infra')", name="category"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,7 +108,10 @@ class Device(Timestamps, Base):
 
 class MaintenanceWindow(CreatedAt, Base):
     __tablename__ = "maintenance_windows"
-    __table_args__ = (Index("ix_maintenance_windows_device_time", "device_id", "start_time", "end_time"),)
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="time_order"),
+        Index("ix_maintenance_windows_device_time", "device_id", "start_time", "end_time"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
@@ -182,7 +183,9 @@ class DeviceOwnership(Base):
 
 class DeviceHealthSnapshot(Base):
     __tablename__ = "device_health_snapshots"
-    __table_args__ = (Index("ix_device_health_snapshots_device_created", "device_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_device_health_snapshots_device_created", "device_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))

@@ -1,10 +1,12 @@
-"""`labkeeper simulate ...`: run the built-in device and optical-switch simulators in the foreground."""
+"""`labkeeper simulate ...`: run the built-in SSH device and Polatis switch simulators."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Run the built-in simulators (SSH devices, Polatis NETCONF switch) on 127.0.0.1.")
+app = typer.Typer(
+    help="Run the built-in simulators (SSH devices, Polatis NETCONF switch) on 127.0.0.1."
+)
 
 
 @app.command("devices")

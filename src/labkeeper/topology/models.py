@@ -55,7 +55,7 @@ class CrossConnect(Timestamps, Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    grouped_booking_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    grouped_booking_id: Mapped[str | None] = mapped_column(String(64), index=True)
     topology_id: Mapped[int | None] = mapped_column(
         ForeignKey("topologies.id", ondelete="SET NULL")
     )

@@ -257,8 +257,13 @@ class PolatisClient:
         self,
         add: Iterable[tuple[int, int]] = (),
         remove: Iterable[int | tuple[int, int]] = (),
+        *,
+        missing_ok: bool = False,
     ) -> None:
         """Remove and add patches in ONE edit-config: the switch applies all of it or none."""
+        # remove takes ingress ports or (ingress, egress) pairs; only the ingress keys a patch.
+        # With missing_ok, removals use NETCONF 1.1 "remove", which tolerates an absent patch
+        # (a retried teardown); plain "delete" makes the whole batch fail on one.
         add = [(int(i), int(e)) for i, e in add]
         gone = [int(r[0] if isinstance(r, tuple) else r) for r in remove]
         if not add and not gone:
@@ -275,7 +280,7 @@ class PolatisClient:
         # here can be reused by a create later in the same request.
         for ingress in dict.fromkeys(gone):
             pair = _e("pair", _e("ingress", text=str(ingress)))
-            pair.set(f"{{{NC}}}operation", "delete")
+            pair.set(f"{{{NC}}}operation", "remove" if missing_ok else "delete")
             xc.append(pair)
         for ingress, egress in add:
             xc.append(_e("pair", _e("ingress", text=str(ingress)), _e("egress", text=str(egress))))
