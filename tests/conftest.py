@@ -65,8 +65,28 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def _db_name() -> str:
+    # Unique per process: several test runs (xdist workers, or people) may share one server.
+    return f"labkeeper_test_{_worker()}_{os.getpid()}"
+
+
+def _drop_database(backend: str) -> None:
+    name = _db_name()
+    with contextlib.suppress(Exception):
+        if backend == "postgresql":
+            admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        elif backend == "mariadb":
+            admin = create_engine(MY_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+
+
 def _create_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    name = f"labkeeper_test_{_worker()}"
+    name = _db_name()
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "labkeeper.db"
         return f"sqlite:///{path}"
@@ -100,6 +120,7 @@ def database(
     migrate.upgrade(database.engine)
     yield database
     database.dispose()
+    _drop_database(backend)
 
 
 def _truncate(database: Database) -> None:

@@ -23,7 +23,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _database():  # type: ignore[no-untyped-def]
@@ -61,7 +61,9 @@ def serve(
     database = _database()
     migrate.upgrade(database.engine)
     database.dispose()
-    console.print(f"labkeeper on [bold]http://{host}:{port}[/bold] (database: {settings.database_url.split('://')[0]})")
+    console.print(
+        f"labkeeper on [bold]http://{host}:{port}[/bold] (database: {settings.database_url.split('://')[0]})"
+    )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -83,7 +85,9 @@ def worker(
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
-        raise _fail("LABKEEPER_REDIS_URL is not set; without Redis, `labkeeper serve` runs the work itself")
+        raise _fail(
+            "LABKEEPER_REDIS_URL is not set; without Redis, `labkeeper serve` runs the work itself"
+        )
     run_worker(settings, threads=threads)
 
 
@@ -125,9 +129,13 @@ def db_check() -> None:
 @user_app.command("create")
 def user_create(
     name: Annotated[str, typer.Argument(help="Username.")],
-    role: Annotated[str, typer.Option(help="viewer, member, approver, admin or superadmin.")] = "member",
+    role: Annotated[
+        str, typer.Option(help="viewer, member, approver, admin or superadmin.")
+    ] = "member",
     email: Annotated[str | None, typer.Option(help="Email address.")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
 ) -> None:
     """Create a user (the first superadmin, for example)."""
     from pydantic import ValidationError
@@ -163,7 +171,10 @@ def user_create(
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="Username the token belongs to.")],
-    scopes: Annotated[list[str] | None, typer.Option("--scopes", help="Permission keys (repeat); default: all of the user's.")] = None,
+    scopes: Annotated[
+        list[str] | None,
+        typer.Option("--scopes", help="Permission keys (repeat); default: all of the user's."),
+    ] = None,
     expires_days: Annotated[int, typer.Option(min=1, help="Days until the token expires.")] = 90,
     label: Annotated[str, typer.Option("--label", help="A name to tell tokens apart.")] = "cli",
 ) -> None:

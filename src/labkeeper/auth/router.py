@@ -28,7 +28,6 @@ from labkeeper.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from labkeeper.config import get_settings
 from labkeeper.core.db import DbSession
 from labkeeper.core.errors import RateLimited
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
@@ -37,14 +36,14 @@ from labkeeper.core.schemas import Id
 router = APIRouter()
 DB = DbSession
 
-_login_limiter: SlidingWindow | None = None
 
-
-def _limiter() -> SlidingWindow:
-    global _login_limiter
-    if _login_limiter is None:
-        _login_limiter = SlidingWindow(get_settings().login_rate_per_minute, 60.0)
-    return _login_limiter
+def _limiter(request: Request) -> SlidingWindow:
+    # One limiter per application instance, sized from its settings.
+    limiter = getattr(request.app.state, "login_limiter", None)
+    if limiter is None:
+        limiter = SlidingWindow(request.app.state.settings.login_rate_per_minute, 60.0)
+        request.app.state.login_limiter = limiter
+    return limiter
 
 
 @router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
@@ -57,7 +56,7 @@ def login(
 ) -> LoginResponse:
     """Sign in: returns a bearer token and sets the browser session cookie."""
     ip = request.client.host if request.client else "unknown"
-    wait = _limiter().hit(ip)
+    wait = _limiter(request).hit(ip)
     if wait is not None:
         raise RateLimited(
             f"too many sign-in attempts from {ip}; try again in {int(wait) + 1} s",
@@ -75,7 +74,7 @@ def login(
         cookie_value(token),
         httponly=True,
         samesite="lax",
-        secure=get_settings().cookie_secure,
+        secure=request.app.state.settings.cookie_secure,
         expires=sign_in.expires_at,
         path="/",
     )
