@@ -17,7 +17,9 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 BIN = Path(sys.executable).parent / "labkeeper"
-PG_ADMIN = os.environ.get("LABKEEPER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "LABKEEPER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -63,8 +65,15 @@ def env_for(url: str, **extra: str) -> dict[str, str]:
 
 def cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     """Run `labkeeper ARGS` and return its standard output (raises on failure)."""
-    out = subprocess.run([str(BIN), *args], env=env, input=stdin, capture_output=True, text=True,
-                         check=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     return out.stdout.strip()
 
 
@@ -73,8 +82,12 @@ def server(env: dict[str, str], port: int) -> Iterator[str]:
     """`labkeeper serve` in a subprocess until the block ends; yields its base URL."""
     import httpx
 
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--no-scheduler"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port), "--no-scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

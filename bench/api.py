@@ -18,8 +18,15 @@ import httpx
 from _common import cli, database, env_for, free_port, median, percentile, pg_available, server
 
 
-async def load(base: str, path: str, headers: dict[str, str], clients: int, seconds: float,
-               method: str = "GET", json: dict | None = None) -> dict[str, float]:
+async def load(
+    base: str,
+    path: str,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    method: str = "GET",
+    json: dict | None = None,
+) -> dict[str, float]:
     """Hammer one endpoint with `clients` concurrent connections for `seconds`."""
     latencies: list[float] = []
     errors = 0
@@ -54,7 +61,11 @@ def bench_backend(backend: str, seconds: float, clients: int) -> list[tuple[str,
     with database(backend) as url:
         env = env_for(url)
         cli(["db", "upgrade"], env)
-        cli(["user", "create", "bench", "--role", "admin", "--password-stdin"], env, "load-test-pw-42\n")
+        cli(
+            ["user", "create", "bench", "--role", "admin", "--password-stdin"],
+            env,
+            "load-test-pw-42\n",
+        )
         token = cli(["token", "create", "bench"], env)
         headers = {"Authorization": f"Bearer {token}"}
         port = free_port()
@@ -62,15 +73,40 @@ def bench_backend(backend: str, seconds: float, clients: int) -> list[tuple[str,
             # The remaining users through the API (faster than one CLI process each).
             with httpx.Client(base_url=base, headers=headers) as c:
                 for i in range(59):
-                    c.post("/api/v1/users", json={"username": f"user{i:02d}", "password": "load-test-pw-42"})
+                    c.post(
+                        "/api/v1/users",
+                        json={"username": f"user{i:02d}", "password": "load-test-pw-42"},
+                    )
                 assert c.get("/api/v1/users?limit=50").json()["total"] == 60
                 c.get("/api/v1/auth/me")  # warm up
-            results.append(("GET /auth/me", asyncio.run(load(base, "/api/v1/auth/me", headers, clients, seconds))))
-            results.append(("GET /users?limit=50", asyncio.run(
-                load(base, "/api/v1/users?limit=50", headers, clients, seconds))))
-            results.append(("POST /auth/login", asyncio.run(load(
-                base, "/api/v1/auth/login", {}, min(clients, 8), min(seconds, 5), "POST",
-                {"username": "bench", "password": "load-test-pw-42"}))))
+            results.append(
+                (
+                    "GET /auth/me",
+                    asyncio.run(load(base, "/api/v1/auth/me", headers, clients, seconds)),
+                )
+            )
+            results.append(
+                (
+                    "GET /users?limit=50",
+                    asyncio.run(load(base, "/api/v1/users?limit=50", headers, clients, seconds)),
+                )
+            )
+            results.append(
+                (
+                    "POST /auth/login",
+                    asyncio.run(
+                        load(
+                            base,
+                            "/api/v1/auth/login",
+                            {},
+                            min(clients, 8),
+                            min(seconds, 5),
+                            "POST",
+                            {"username": "bench", "password": "load-test-pw-42"},
+                        )
+                    ),
+                )
+            )
     return results
 
 
@@ -89,8 +125,10 @@ def main() -> None:
             print(f"{backend:<11} skipped: PostgreSQL is not reachable on 127.0.0.1:5432")
             continue
         for name, r in bench_backend(backend, seconds, args.clients):
-            print(f"{backend:<11} {name:<22} {r['rps']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['errors']:>7.0f}")
+            print(
+                f"{backend:<11} {name:<22} {r['rps']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                f"{r['errors']:>7.0f}"
+            )
     print("login is argon2id by design; the target (>= 500 req/s, p99 < 100 ms) is for the reads.")
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from labkeeper.config import get_settings
+
+if TYPE_CHECKING:
+    from labkeeper.core.db import Database
 
 app = typer.Typer(
     help="labkeeper: book a shared network testbed and keep its configurations.",
@@ -26,7 +29,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _database():  # type: ignore[no-untyped-def]
+def _database() -> Database:
     from labkeeper.core.db import Database, make_engine
 
     settings = get_settings()
@@ -150,7 +153,7 @@ def user_create(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        data = UserCreate(username=name, password=password, role=role, email=email)  # type: ignore[arg-type]
+        data = UserCreate(username=name, password=password, role=role, email=email)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise _fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None

@@ -27,7 +27,7 @@ def test_times_round_trip_as_aware_utc(db):
 
 def test_naive_times_are_refused(db):
     with pytest.raises(StatementError), db.scope() as s:
-        s.add(AuditLog(action="t", entity_type="t", created_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+        s.add(AuditLog(action="t", entity_type="t", created_at=datetime(2026, 1, 1)))
         s.flush()
 
 

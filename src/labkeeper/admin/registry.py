@@ -173,6 +173,18 @@ REGISTRY: dict[str, SettingDef] = _defs(
     SettingDef("notifications.smtp_from", str | None, None, "Sender address of email notices"),
     SettingDef("notifications.smtp_starttls", bool, True, "Use STARTTLS with the SMTP server"),
     SettingDef(
+        "notifications.retry_attempts",
+        Annotated[int, Field(ge=1, le=10)],
+        4,
+        "Delivery attempts of one notification (webhook or email) before it is given up",
+    ),
+    SettingDef(
+        "notifications.retry_backoff_seconds",
+        Annotated[float, Field(ge=0, le=60)],
+        2.0,
+        "Wait before the second delivery attempt; doubled for each further attempt",
+    ),
+    SettingDef(
         "backup.concurrency", Annotated[int, Field(ge=1, le=1000)], 100, "Devices collected at once"
     ),
     SettingDef(
@@ -201,5 +213,11 @@ REGISTRY: dict[str, SettingDef] = _defs(
         Annotated[float, Field(gt=0, le=60)],
         3.0,
         "Time limit of one probe",
+    ),
+    SettingDef(
+        "health.concurrency",
+        Annotated[int, Field(ge=1, le=1000)],
+        100,
+        "Devices probed at once",
     ),
 )

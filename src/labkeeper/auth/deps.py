@@ -143,6 +143,7 @@ def authenticate(request: Request, session: Session) -> Principal | None:
         if found:
             user_session, user, role = found
             if user_session.revoked_at is None and user_session.expires_at > now and user.is_active:
+                request.state.auth_rows = (user, role)
                 principal = _principal(
                     request,
                     user,
@@ -164,6 +165,7 @@ def authenticate(request: Request, session: Session) -> Principal | None:
                 api_token.expires_at is None or api_token.expires_at > now
             )
             if live and user.is_active:
+                request.state.auth_rows = (user, role)
                 principal = _principal(
                     request, user, role, scopes=api_token.scopes, token_id=api_token.id
                 )

@@ -84,7 +84,7 @@ def users_query(
     role: str | None = None,
     is_active: bool | None = None,
     status: str | None = None,
-) -> Select[Any]:
+) -> Select[User, RoleAssignment]:
     """Users with their role assignment, filtered, ordered by username."""
     stmt = (
         select(User, RoleAssignment)

@@ -109,9 +109,12 @@ def logout_all(
 
 
 @router.get("/auth/me", response_model=UserRead, tags=["auth"])
-def me(session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]) -> Any:
+def me(
+    request: Request, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
+) -> Any:
     """The signed-in user, with role and permissions."""
-    user, role = service.get_user(session, principal.user_id or 0)
+    # The rows authentication loaded already: no further query.
+    user, role = request.state.auth_rows
     view = service.user_view(user, role)
     view["permissions"] = sorted(principal.permissions)
     return view

@@ -460,7 +460,7 @@ def accept_invitation(session: Session, *, data: InvitationAccept, ip: str | Non
         data=UserCreate(
             username=data.username,
             password=data.password,
-            role=row.role,  # type: ignore[arg-type]
+            role=row.role,
             email=data.email or row.email,
         ),
         actor=inviter,

@@ -10,8 +10,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from sqlalchemy import JSON, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -196,14 +197,6 @@ def session_dependency(request: Request) -> Iterator[Session]:
         request.state.db_session = None
 
 
-def _db_session_type() -> Any:
-    from typing import Annotated
-
-    from fastapi import Depends
-
-    # scope="function": the commit runs before the response is sent, so a failed commit
-    # reaches the client as an error instead of being lost after a 201.
-    return Annotated[Session, Depends(session_dependency, scope="function")]
-
-
-DbSession = _db_session_type()
+# scope="function": the commit runs before the response is sent, so a failed commit reaches
+# the client as an error instead of being lost after a 201.
+DbSession = Annotated[Session, Depends(session_dependency, scope="function")]

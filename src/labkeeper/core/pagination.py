@@ -39,7 +39,7 @@ def page_params(
 
 
 def fetch_page(
-    session: Session, stmt: Select[Any], params: PageParams, *, scalars: bool = True
+    session: Session, stmt: Select, params: PageParams, *, scalars: bool = True
 ) -> tuple[list[Any], int]:
     """Run a select for one page and count all its rows (two queries, whatever the page size)."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
