@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from labkeeper.drivers.cli.profiles import MASK, PlatformProfile, get_profile
+from labkeeper.drivers.cli.profiles import MASK, PlatformProfile, get_profile, netmiko_profile
 
 __all__ = ["canonical_text", "config_hash", "mask_secrets", "normalize", "profile_for"]
 
@@ -16,7 +16,7 @@ _NETMIKO_PREFIX = "netmiko:"
 def profile_for(platform: str) -> PlatformProfile:
     """The profile whose cleaning rules apply to `platform` (generic rules when none)."""
     name = platform.removeprefix(_NETMIKO_PREFIX)
-    profile = get_profile(name) or get_profile("generic")
+    profile = netmiko_profile(name) or get_profile("generic")
     assert profile is not None  # the generic profile is always registered
     return profile
 

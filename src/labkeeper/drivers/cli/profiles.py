@@ -5,6 +5,7 @@ strings so profiles stay readable, can be listed in docs and registered at run t
 `generic` profile per device type with its own command).
 
 Conventions for the regex fields:
+- `pager`: the text of a pager prompt (`--More--`), without anchors.
 - `prompt`: searched (not matched) against the end of what the device sent; must match only when
   the device is waiting at a prompt.
 - `noise`: each one matches from the start of a line; a matching line is dropped before hashing.
@@ -21,26 +22,28 @@ from dataclasses import dataclass, field, replace
 __all__ = [
     "GENERIC_PROMPT",
     "MASK",
+    "NETMIKO_ALIASES",
     "PROFILES",
     "PlatformProfile",
     "generic_profile",
     "get_profile",
+    "netmiko_profile",
     "register_profile",
 ]
 
 MASK = "<masked>"
 GENERIC_PROMPT = r"[>#$]\s*$"
 
-# Pager prompts of the profiled platforms; the session answers them with a space when paging
-# could not be turned off (old images, a generic device, a failed paging command).
-DEFAULT_PAGER = r"(?:-- ?More ?--|---- More ----|---\(more[^)\n]*\)---|<--- More --->)[ \t]*$"
+# Pager prompts of the profiled platforms (unanchored); the session answers them with a space
+# when paging could not be turned off (old images, a generic device, a failed paging command).
+DEFAULT_PAGER = r"-- ?More ?--|---- More ----|---\(more[^)\n]*\)---|<--- More --->"
 
-# Line anchors are `(?:^|\n)` rather than `(?m)^` because the prompt is searched in a tail of the
-# buffer whose first line may be partial.
-IOS_PROMPT = r"(?:^|\n)[\w.\-@/:()~]{1,80}[>#]\s*$"
-JUNOS_PROMPT = r"(?:^|\n)[\w.\-]+@[\w.\-]+[>#%]\s*$"
-HUAWEI_PROMPT = r"(?:^|\n)(?:<[^<>\n]{1,80}>|\[~?\*?[^\[\]\n]{1,80}\])\s*$"
-LINUX_PROMPT = r"(?:^|\n)[^\n]{0,160}[$#]\s*$"
+# Line anchors are `(?:^|[\r\n])` rather than `(?m)^` because the prompt is searched in a tail
+# of the buffer whose first line may be partial.
+IOS_PROMPT = r"(?:^|[\r\n])[\w.\-@/:()~]{1,80}[>#]\s*$"
+JUNOS_PROMPT = r"(?:^|[\r\n])[\w.\-]+@[\w.\-]+[>#%]\s*$"
+HUAWEI_PROMPT = r"(?:^|[\r\n])(?:<[^<>\n]{1,80}>|\[~?\*?[^\[\]\n]{1,80}\])\s*$"
+LINUX_PROMPT = r"(?:^|[\r\n])[^\n]{0,160}[$#]\s*$"
 
 _PRIVATE_KEY = (
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\n(?P<secret>(?s:.*?))\n-----END (?:[A-Z0-9]+ )*"
@@ -67,7 +70,8 @@ _CISCO_SECRETS: tuple[str, ...] = (
     r"^\s*neighbor \S+ password(?: \d+)? (?P<secret>\S+)",
     r"^\s*crypto isakmp key(?: \d+)? (?P<secret>\S+)",
     r"^\s*(?:pre-shared-key|ppp (?:chap|pap) password)(?: \d+)? (?P<secret>\S+)",
-    r"^\s*(?:hello-password|lsp-password)(?: hmac-md5| text)?(?: encrypted| clear)? (?P<secret>\S+)",
+    r"^\s*(?:hello-password|lsp-password)(?: hmac-md5| text)?(?: encrypted| clear)?"
+    r" (?P<secret>\S+)",
     _PRIVATE_KEY,
 )
 
@@ -134,7 +138,8 @@ class PlatformProfile:
     config_commands: tuple[str, ...]
     privileged_prompt: str | None = None
     enable_command: str = "enable"
-    enable_password_prompt: str = r"[Pp]ass(?:word|code|phrase)\s*:\s*$"
+    # A regex for the question, not a secret.
+    enable_password_prompt: str = r"[Pp]ass(?:word|code|phrase)\s*:\s*$"  # noqa: S105
     paging_commands: tuple[str, ...] = ()
     pager: str = DEFAULT_PAGER
     noise: tuple[str, ...] = ()
@@ -147,6 +152,7 @@ class PlatformProfile:
     privileged_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     enable_password_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
     pager_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    pager_strip_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
     noise_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     secret_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     error_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
@@ -162,11 +168,19 @@ class PlatformProfile:
             re.compile(self.privileged_prompt) if self.privileged_prompt else None,
         )
         setter(self, "enable_password_re", re.compile(self.enable_password_prompt))
-        setter(self, "pager_re", re.compile(self.pager))
-        noise = (
+        setter(self, "pager_re", re.compile(rf"(?:{self.pager})[ \t]*$"))
+        # Devices erase the pager prompt with backspaces (IOS), cursor moves (VRP) or carriage
+        # returns (Junos) around spaces.
+        setter(
+            self,
+            "pager_strip_re",
             re.compile(
-                r"(?m)^(?:" + "|".join(f"(?:{p})" for p in self.noise) + r")[^\n]*(?:\n|\Z)"
-            )
+                rf"[ \t]*(?:{self.pager})[ \t]*"
+                r"(?:\x08+[ \t]*\x08+|\x1b\[\d*D[ \t]*\x1b\[\d*D|\x1b\[\d*[DK]|\r[ \t]+\r)?"
+            ),
+        )
+        noise = (
+            re.compile(r"(?m)^(?:" + "|".join(f"(?:{p})" for p in self.noise) + r")[^\n]*(?:\n|\Z)")
             if self.noise
             else None
         )
@@ -218,6 +232,15 @@ def generic_profile(
 
 PROFILES: dict[str, PlatformProfile] = {}
 
+# Netmiko device types that speak the CLI of a labkeeper profile: the Netmiko fallback uses that
+# profile's commands, and normalize() its cleaning rules.
+NETMIKO_ALIASES: dict[str, str] = {
+    "cisco_xe": "cisco_ios",
+    "juniper": "juniper_junos",
+    "huawei": "huawei_vrp",
+    "huawei_vrpv8": "huawei_vrp",
+}
+
 
 def register_profile(profile: PlatformProfile, *, replace: bool = False) -> PlatformProfile:
     """Make a profile available under its name (refuses to shadow one unless replace=True)."""
@@ -230,6 +253,11 @@ def register_profile(profile: PlatformProfile, *, replace: bool = False) -> Plat
 def get_profile(name: str) -> PlatformProfile | None:
     """The profile registered under `name`, or None."""
     return PROFILES.get(name)
+
+
+def netmiko_profile(device_type: str) -> PlatformProfile | None:
+    """The profile whose CLI a Netmiko device type speaks, or None."""
+    return get_profile(device_type) or get_profile(NETMIKO_ALIASES.get(device_type, ""))
 
 
 for _profile in (
