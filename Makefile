@@ -54,7 +54,8 @@ format: setup
 	$(BIN)/ruff format src tests bench migrations
 
 bench: setup
-	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || true
+	for b in bench/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

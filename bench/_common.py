@@ -78,12 +78,12 @@ def cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], port: int) -> Iterator[str]:
+def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
     """`labkeeper serve` in a subprocess until the block ends; yields its base URL."""
     import httpx
 
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--port", str(port), "--no-scheduler"],
+        [str(BIN), "serve", "--port", str(port), "--no-scheduler", "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -46,8 +46,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     scheduler: Annotated[bool, typer.Option(help="Run the periodic-job scheduler.")] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (one per core is a good start).")
+    ] = 1,
 ) -> None:
     """Upgrade the database, then serve the API, the pages and the in-process worker."""
+    import os
+
     import uvicorn
 
     from labkeeper.app import create_app
@@ -64,17 +69,22 @@ def serve(
     database = _database()
     migrate.upgrade(database.engine)
     database.dispose()
-    console.print(
-        f"labkeeper on [bold]http://{host}:{port}[/bold] (database: {settings.database_url.split('://')[0]})"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,
-    )
+    backend = settings.database_url.split("://")[0]
+    console.print(f"labkeeper on [bold]http://{host}:{port}[/bold] (database: {backend})")
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Several processes: each builds its own app from the environment. The scheduler's
+    # database lease makes sure only one of them fires each periodic run.
+    os.environ["LABKEEPER_RUN_SCHEDULER"] = "true" if scheduler else "false"
+    uvicorn.run("labkeeper.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()
