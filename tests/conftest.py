@@ -124,14 +124,12 @@ def database(
 
 
 def _truncate(database: Database) -> None:
+    # DELETE in dependency order: on small tables it is far cheaper than TRUNCATE (about
+    # half a second for all tables on PostgreSQL). Ids keep counting up, as they do in life.
     tables = list(reversed(metadata.sorted_tables))
     with database.engine.begin() as conn:
-        if database.backend == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
+        for table in tables:
+            conn.execute(table.delete())
 
 
 @pytest.fixture
