@@ -68,7 +68,7 @@ def reset_setting(
     return next(r for r in service.get_all(session) if r["key"] == key)
 
 
-def _audit_filters(
+async def _audit_filters(
     actor_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     action: Annotated[str | None, Query(max_length=100, description="Action or its prefix")] = None,
     entity_type: Annotated[str | None, Query(max_length=50)] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from labkeeper.auth.models import ApiToken, Invitation, RoleAssignment, User, UserSession
@@ -52,16 +52,27 @@ def role_of(session: Session, user_id: int) -> RoleAssignment | None:
     return session.scalar(select(RoleAssignment).where(RoleAssignment.user_id == user_id))
 
 
+# Built once: these run on every authenticated request, and building a select costs more
+# than running it on an indexed lookup.
+_SESSION_PRINCIPAL = (
+    select(UserSession, User, RoleAssignment)
+    .join(User, User.id == UserSession.user_id)
+    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+    .where(UserSession.token_hash == bindparam("digest"))
+)
+_TOKEN_PRINCIPAL = (
+    select(ApiToken, User, RoleAssignment)
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
 def principal_by_session_hash(
     session: Session, digest: str
 ) -> tuple[UserSession, User, RoleAssignment | None] | None:
     """A live sign-in with its user and role, in one query."""
-    row = session.execute(
-        select(UserSession, User, RoleAssignment)
-        .join(User, User.id == UserSession.user_id)
-        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
-        .where(UserSession.token_hash == digest)
-    ).first()
+    row = session.execute(_SESSION_PRINCIPAL, {"digest": digest}).first()
     return None if row is None else (row[0], row[1], row[2])
 
 
@@ -69,13 +80,36 @@ def principal_by_token_hash(
     session: Session, digest: str
 ) -> tuple[ApiToken, User, RoleAssignment | None] | None:
     """An API token with its user and role, in one query."""
-    row = session.execute(
-        select(ApiToken, User, RoleAssignment)
-        .join(User, User.id == ApiToken.user_id)
-        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
-        .where(ApiToken.token_hash == digest)
-    ).first()
+    row = session.execute(_TOKEN_PRINCIPAL, {"digest": digest}).first()
     return None if row is None else (row[0], row[1], row[2])
+
+
+_USER_LIST_COLUMNS = (
+    User.id,
+    User.username,
+    User.email,
+    User.full_name,
+    User.discord_id,
+    User.is_active,
+    User.created_at,
+    User.last_login_at,
+    User.locked_until,
+    RoleAssignment.role,
+    RoleAssignment.status.label("role_status"),
+    RoleAssignment.permissions.label("permission_overrides"),
+    RoleAssignment.approval_limits,
+)
+
+
+def user_rows_query(
+    *,
+    q: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+    status: str | None = None,
+) -> Select[Any]:
+    """The columns a user list shows (plain rows, no ORM objects: lists stay cheap)."""
+    return _user_filters(_USER_LIST, q=q, role=role, is_active=is_active, status=status)
 
 
 def users_query(
@@ -86,11 +120,20 @@ def users_query(
     status: str | None = None,
 ) -> Select[User, RoleAssignment]:
     """Users with their role assignment, filtered, ordered by username."""
-    stmt = (
-        select(User, RoleAssignment)
-        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
-        .order_by(User.username)
-    )
+    return _user_filters(_USERS, q=q, role=role, is_active=is_active, status=status)
+
+
+_USERS = (
+    select(User, RoleAssignment)
+    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+    .order_by(User.username)
+)
+_USER_LIST = _USERS.with_only_columns(*_USER_LIST_COLUMNS)
+
+
+def _user_filters(
+    stmt: Any, *, q: str | None, role: str | None, is_active: bool | None, status: str | None
+) -> Any:
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(

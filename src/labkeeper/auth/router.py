@@ -183,12 +183,12 @@ def list_users(
     """All users, filtered and paginated."""
     rows, total = fetch_page(
         session,
-        repository.users_query(q=q, role=role, is_active=is_active, status=role_status),
+        repository.user_rows_query(q=q, role=role, is_active=is_active, status=role_status),
         page,
         scalars=False,
     )
     return {
-        "items": [service.user_view(u, r) for u, r in rows],
+        "items": [service.user_row_view(row) for row in rows],
         "total": total,
         "limit": page.limit,
         "offset": page.offset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import update
@@ -136,6 +137,34 @@ def user_view(user: User, role: RoleAssignment | None) -> dict[str, Any]:
         "created_at": user.created_at,
         "last_login_at": user.last_login_at,
         "locked_until": user.locked_until,
+    }
+
+
+@lru_cache(maxsize=1024)
+def _permission_list(role: str, status: str, overrides: tuple[tuple[str, bool], ...]) -> list[str]:
+    return sorted(effective_permissions(role, status, dict(overrides)))
+
+
+def user_row_view(row: Any) -> dict[str, Any]:
+    """A row of `repository.user_rows_query` as the API shows a user."""
+    role = row.role or "viewer"
+    status = row.role_status or "active"
+    overrides = row.permission_overrides
+    return {
+        "id": row.id,
+        "username": row.username,
+        "email": row.email,
+        "full_name": row.full_name,
+        "discord_id": row.discord_id,
+        "is_active": row.is_active,
+        "role": role,
+        "role_status": status,
+        "permissions": _permission_list(role, status, tuple(sorted((overrides or {}).items()))),
+        "permission_overrides": overrides,
+        "approval_limits": row.approval_limits,
+        "created_at": row.created_at,
+        "last_login_at": row.last_login_at,
+        "locked_until": row.locked_until,
     }
 
 

@@ -30,11 +30,11 @@ class PageParams(BaseModel):
     offset: int = 0
 
 
-def page_params(
+async def page_params(
     limit: int = Query(50, ge=1, le=MAX_LIMIT, description="Rows per page (at most 500)"),
     offset: int = Query(0, ge=0, description="Rows to skip"),
 ) -> PageParams:
-    """FastAPI dependency for `limit` and `offset`."""
+    """FastAPI dependency for `limit` and `offset` (async: no thread hop for arithmetic)."""
     return PageParams(limit=limit, offset=offset)
 
 
@@ -44,5 +44,5 @@ def fetch_page(
     """Run a select for one page and count all its rows (two queries, whatever the page size)."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     paged = stmt.limit(params.limit).offset(params.offset)
-    rows = list(session.scalars(paged)) if scalars else [tuple(r) for r in session.execute(paged)]
+    rows = list(session.scalars(paged)) if scalars else list(session.execute(paged))
     return rows, total
