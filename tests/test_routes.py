@@ -13,9 +13,13 @@ from labkeeper.auth.deps import route_permission
 from labkeeper.auth.permissions import AUTHENTICATED, PUBLIC, ROLE_PERMISSIONS, ROLES
 
 
-def _routes(app: Any) -> list[tuple[str, str, Any]]:
+def _routes(app: Any, *, streams: bool = True) -> list[tuple[str, str, Any]]:
     out = []
     for path, route in iter_routes(app):
+        # Live streams (server-sent events) stay open while a run is going; their own tests
+        # drive them to the end. The permission walk still checks they declare a permission.
+        if not streams and path.endswith("/stream"):
+            continue
         for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
             out.append((method, path, route))
     return out
@@ -36,7 +40,7 @@ def test_roles_are_allowed_and_denied_as_declared(client, app, make_user):
     accounts = {role: make_user(role) for role in ROLES}
     ids = {"user_id": target.id, "key": "general.lab_name"}
     checked = 0
-    for method, path, route in _routes(app):
+    for method, path, route in _routes(app, streams=False):
         permission = route_permission(route.dependant)
         if permission in (PUBLIC,):
             continue
@@ -98,7 +102,7 @@ def test_garbage_never_causes_a_500(client, app, make_user):
                 f"{method} {url[:80]} {str(kwargs)[:120]} -> {r.status_code} {r.text[:200]}"
             )
 
-    for method, path, route in _routes(app):
+    for method, path, route in _routes(app, streams=False):
         if path in ("/api/v1/auth/logout", "/api/v1/auth/logout-all"):
             continue
         url = _fill(path, {"user_id": boss.id, "key": "general.lab_name"})
