@@ -204,7 +204,43 @@ REGISTRY: dict[str, SettingDef] = _defs(
     ),
     SettingDef("backup.retention_versions", Positive, 100, "Versions kept per device"),
     SettingDef("backup.retention_days", Positive, 365, "Days a superseded version is kept"),
+    SettingDef(
+        "backup.unit_size",
+        Annotated[int, Field(ge=1, le=1000)],
+        1,
+        "Redis mode: devices per unit of work handed to a worker (1: every device is a unit)",
+    ),
     SettingDef("jobs.log_retention_days", Positive, 90, "Days job logs are kept"),
+    SettingDef(
+        "optical.timeout_seconds",
+        Annotated[float, Field(gt=0, le=120)],
+        10.0,
+        "Time limit of one NETCONF request to an optical switch",
+    ),
+    SettingDef(
+        "optical.retry_backoff_seconds",
+        Annotated[float, Field(ge=0.5, le=600)],
+        2.0,
+        "Wait before retrying a failed patch; doubled for each further attempt",
+    ),
+    SettingDef(
+        "optical.retry_max_backoff_seconds",
+        Annotated[int, Field(ge=1, le=86400)],
+        300,
+        "Longest wait between two attempts at a failing patch",
+    ),
+    SettingDef(
+        "optical.provision_interval_seconds",
+        Annotated[int, Field(ge=1, le=300)],
+        2,
+        "How often pending optical patches are looked for (each look is a job run)",
+    ),
+    SettingDef(
+        "optical.reconcile_interval_seconds",
+        Annotated[int, Field(ge=10, le=86400)],
+        60,
+        "How often every optical switch is compared with the database and converged",
+    ),
     SettingDef(
         "health.interval_seconds", Annotated[int, Field(ge=10)], 300, "How often devices are probed"
     ),

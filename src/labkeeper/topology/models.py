@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from labkeeper.core.db import Base
@@ -52,6 +52,14 @@ class CrossConnect(Timestamps, Base):
     __table_args__ = (
         Index("ix_cross_connects_switch_ingress", "switch_name", "ingress_port"),
         Index("ix_cross_connects_desired", "desired_state", "switch_name"),
+        # One row per patch and booking group: provisioning runs that race record it once.
+        UniqueConstraint(
+            "grouped_booking_id",
+            "switch_name",
+            "ingress_port",
+            "egress_port",
+            name="uq_cross_connects_patch",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -69,3 +77,5 @@ class CrossConnect(Timestamps, Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # After a failed attempt: not tried again before this time (exponential backoff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
