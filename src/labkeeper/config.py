@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "text"
     cookie_secure: bool = False
     db_pool_size: int = Field(default=20, ge=1)
+    # Requests inside the app at once; the rest wait their turn on the event loop. Kept below
+    # the connection pool (pool size + overflow) and the thread pool (40), so a request that
+    # holds a connection can always get a thread and the other way round.
+    max_inflight_requests: int = Field(default=32, ge=1, le=1000)
     login_rate_per_minute: int = Field(default=30, ge=1)
 
     @field_validator("database_url")
