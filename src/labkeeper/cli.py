@@ -223,6 +223,10 @@ def _register_optional() -> None:
     from labkeeper.simulators.cli import app as simulate_app
 
     app.add_typer(simulate_app, name="simulate")
+    from labkeeper.backups.cli import backup_app, keys_app
+
+    app.add_typer(backup_app, name="backup")
+    app.add_typer(keys_app, name="keys")
 
 
 _register_optional()
