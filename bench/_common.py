@@ -92,7 +92,9 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
         [str(BIN), "serve", "--port", str(port), "--no-scheduler", "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nobody reads a pipe while the load runs, and a full pipe
+        # would stall the server on its next log line.
+        stderr=(log := tempfile.TemporaryFile()),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -102,7 +104,8 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                     break
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+                log.seek(0)
+                raise RuntimeError(log.read().decode() or "server died")
             time.sleep(0.2)
         yield base
     finally:
