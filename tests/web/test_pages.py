@@ -73,7 +73,9 @@ def test_sign_in_errors_then_lands_on_the_page_asked_for(client, make_user, db):
     assert client.get("/login", headers=HTML, follow_redirects=False).status_code == 303
     assert actions(db, "auth.login") == ["auth.login", "auth.login"]  # one failure, one success
     with db.scope() as s:
-        outcomes = s.scalars(select(AuditLog.outcome).where(AuditLog.action == "auth.login"))
+        outcomes = s.scalars(
+            select(AuditLog.outcome).where(AuditLog.action == "auth.login").order_by(AuditLog.id)
+        )
         assert list(outcomes) == ["failure", "success"]
 
 
