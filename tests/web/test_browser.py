@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from labkeeper.core.audit import SYSTEM
+from labkeeper.web.render import vendor_available
 from tests.web.conftest import browser_sign_in, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -113,6 +114,11 @@ def test_admin_adds_a_user_and_invites_someone_who_joins(page, browser, live_ser
     expect(page.get_by_role("table")).to_contain_text("alan@lab.example")
     page.goto("/admin/users")
     screenshot(page, "users")
+    if vendor_available("htmx.min.js"):  # installed by `make assets`: the list filters as you type
+        page.get_by_label("Search").fill("gra")
+        expect(page).to_have_url(re.compile(r"q=gra"))
+        expect(page.get_by_role("table")).not_to_contain_text("alan")
+        expect(page.get_by_role("table")).to_contain_text("grace")
 
     page.get_by_role("link", name="Invitations").click()
     page.get_by_label("Email").fill("katherine@lab.example")
