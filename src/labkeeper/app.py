@@ -307,6 +307,3 @@ def _web(app: FastAPI) -> None:
 
         return
     install(app)
-    from labkeeper.web.views import router as web_router
-
-    app.state.included.append(("", web_router))

@@ -44,5 +44,6 @@ def fetch_page(
     """Run a select for one page and count all its rows (two queries, whatever the page size)."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     paged = stmt.limit(params.limit).offset(params.offset)
-    rows = list(session.scalars(paged)) if scalars else list(session.execute(paged))
+    run: Any = session  # mypy 2.4.1 crashes inferring Session.execute's overloads here
+    rows = list(run.scalars(paged)) if scalars else list(run.execute(paged))
     return rows, total

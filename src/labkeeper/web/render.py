@@ -179,24 +179,43 @@ def nav_items(request: Request, principal: Principal | None) -> list[NavItem]:
     items = [NavItem("Dashboard", "/")]
     for section in getattr(request.app.state, "web_sections", []):
         if section.permission is None or principal.can(section.permission):
-            items.append(NavItem(section.label, section.href, api=True))
-    admin = admin_tabs(principal)
+            items.append(
+                NavItem(
+                    section.label,
+                    section.href,
+                    api=section.api,
+                    match=None if section.api else section.href,
+                )
+            )
+    admin = admin_tabs(principal, getattr(request.app.state, "web_pages", None))
     if admin:
         items.append(NavItem("Admin", admin[0].href, match="/admin"))
     return items
 
 
-def admin_tabs(principal: Principal | None) -> list[NavItem]:
-    """The admin pages a principal may open."""
+# permission, label, path: the admin pages, in the order of their tabs. Pages still to come are
+# left out until their route exists.
+ADMIN_TABS: tuple[tuple[str, str, str], ...] = (
+    ("bookings:approve", "Approvals", "/admin/approvals"),
+    ("bookings:approve", "Conflicts", "/admin/conflicts"),
+    ("devices:write", "Devices", "/admin/devices"),
+    ("devices:write", "Maintenance", "/admin/maintenance"),
+    ("users:read", "Users", "/admin/users"),
+    ("users:write", "Invitations", "/admin/invitations"),
+    ("logs:read", "Audit log", "/admin/audit"),
+    ("settings:write", "Settings", "/admin/settings"),
+)
+
+
+def admin_tabs(principal: Principal | None, pages: frozenset[str] | None = None) -> list[NavItem]:
+    """The admin pages a principal may open (of those in `pages`, the page paths that exist)."""
     if principal is None:
         return []
-    tabs = [
-        ("users:read", NavItem("Users", "/admin/users")),
-        ("users:write", NavItem("Invitations", "/admin/invitations")),
-        ("logs:read", NavItem("Audit log", "/admin/audit")),
-        ("settings:write", NavItem("Settings", "/admin/settings")),
+    return [
+        NavItem(label, path)
+        for perm, label, path in ADMIN_TABS
+        if principal.can(perm) and (pages is None or path in pages)
     ]
-    return [item for perm, item in tabs if principal.can(perm)]
 
 
 def lab_name(session: Session) -> str:
@@ -237,7 +256,7 @@ def page(
         "tz": tz,
         "now": utcnow(),
         "nav": nav_items(request, principal),
-        "admin_tabs": admin_tabs(principal),
+        "admin_tabs": admin_tabs(principal, getattr(request.app.state, "web_pages", None)),
         "path": request.url.path,
         "csrf_token": principal.csrf_token if principal and principal.csrf_token else "",
         "flashes": flashes,

@@ -1,7 +1,8 @@
-"""Parts of labkeeper whose pages are still to come: shown in the navigation once their API exists.
+"""The main sections of the lab shown in the navigation.
 
-Each entry opens the interactive API docs at the section's tag, and is marked as such, until its
-page is built. Which ones exist is read from the application's routes when the UI is installed.
+A section whose page exists (a page route at `/KEY`) links to it. One whose page is still to come
+but whose API exists opens the interactive API docs at the section's tag, and is marked as such.
+Which ones exist is read from the application's routes when the UI is installed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Section:
     label: str
     href: str
     permission: str | None
+    api: bool = False  # no page yet: the entry opens the API docs
 
 
 # key, label, API path prefixes (any one will do), permission needed to see the entry
@@ -37,11 +39,17 @@ PLANNED: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
 )
 
 
-def find_sections(routes: Iterable[tuple[str, list[str]]]) -> list[Section]:
-    """The planned sections whose API routes exist, given (path, tags) of every route."""
+def find_sections(
+    routes: Iterable[tuple[str, list[str]]], pages: Iterable[str] = ()
+) -> list[Section]:
+    """The sections with a page or an API, given (path, tags) of every API route and page paths."""
     found: list[Section] = []
     routes = list(routes)
+    page_paths = set(pages)
     for key, label, prefixes, permission in PLANNED:
+        if f"/{key}" in page_paths:
+            found.append(Section(key, label, f"/{key}", permission))
+            continue
         tag = None
         for path, tags in routes:
             if any(path == p or path.startswith(p + "/") for p in prefixes):
@@ -50,5 +58,5 @@ def find_sections(routes: Iterable[tuple[str, list[str]]]) -> list[Section]:
         if tag is None:
             continue
         href = "/api/docs" + (f"#/{quote(tag)}" if tag else "")
-        found.append(Section(key, label, href, permission))
+        found.append(Section(key, label, href, permission, api=True))
     return found

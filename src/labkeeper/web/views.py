@@ -8,11 +8,13 @@ page instead of a 401, and an error page instead of JSON (API clients still get 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable, Iterator
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -31,7 +33,7 @@ from labkeeper.admin.registry import REGISTRY
 from labkeeper.auth import repository as auth_repository
 from labkeeper.auth import service as auth_service
 from labkeeper.auth.deps import COOKIE_NAME, Principal, cookie_value, require
-from labkeeper.auth.permissions import AUTHENTICATED, PUBLIC, ROLE_RANK, ROLES
+from labkeeper.auth.permissions import ROLE_RANK, ROLES
 from labkeeper.auth.router import _limiter as login_limiter  # one limiter for API and pages
 from labkeeper.auth.schemas import (
     InvitationAccept,
@@ -43,8 +45,7 @@ from labkeeper.auth.schemas import (
     UserCreate,
     UserUpdate,
 )
-from labkeeper.core import audit
-from labkeeper.core.db import Database, DbSession
+from labkeeper.core.db import Database
 from labkeeper.core.errors import (
     AccountLocked,
     AppError,
@@ -56,11 +57,12 @@ from labkeeper.core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from labkeeper.core.pagination import PageParams, fetch_page, page_params
+from labkeeper.core.pagination import PageParams, fetch_page
 from labkeeper.core.schemas import Id
 from labkeeper.core.security import constant_eq, token_hash
 from labkeeper.core.time import utcnow
 from labkeeper.web import dashboard, settings_form
+from labkeeper.web.deps import DB, Anyone, Filter, Form, Paging, SignedIn, client_ip, refused
 from labkeeper.web.render import (
     FLASH_COOKIE,
     FORM_COOKIE,
@@ -69,7 +71,6 @@ from labkeeper.web.render import (
     day_start,
     error_fields,
     flash,
-    form_data,
     form_token,
     page,
     query_string,
@@ -80,46 +81,15 @@ from labkeeper.web.render import (
 )
 from labkeeper.web.sections import find_sections
 
-if TYPE_CHECKING:  # DbSession is built at run time; to mypy it is a plain Session.
-    from sqlalchemy.orm import Session as DB
-else:
-    DB = DbSession
-
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
-Form = Annotated[FormData, Depends(form_data)]
-Anyone = Annotated[Principal | None, Depends(require(PUBLIC))]
-SignedIn = Annotated[Principal, Depends(require(AUTHENTICATED))]
 UsersReader = Annotated[Principal, Depends(require("users:read"))]
 UsersWriter = Annotated[Principal, Depends(require("users:write"))]
 LogsReader = Annotated[Principal, Depends(require("logs:read"))]
 SettingsWriter = Annotated[Principal, Depends(require("settings:write"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 InviteToken = Annotated[str, Path(min_length=10, max_length=200)]
-Filter = Annotated[str | None, Query(max_length=100)]
-
-
-def _refused(request: Request, session: DB, principal: Principal | None, exc: AppError) -> None:
-    """Undo a refused change and keep a trace of the refusal, as the API does."""
-    if exc.commit:  # the service recorded the failure itself and its rows must stay
-        return
-    session.rollback()
-    if principal is None:
-        return
-    route = request.scope.get("route")
-    action = getattr(route, "name", None) or request.url.path
-    audit.record(
-        session,
-        principal,
-        f"web.{action}",
-        "request",
-        None,
-        payload={"path": request.url.path, "method": request.method, "code": exc.code},
-        outcome="failure",
-        message=exc.message,
-    )
 
 
 def _form_token_ok(request: Request, form: FormData) -> bool:
@@ -127,10 +97,6 @@ def _form_token_ok(request: Request, form: FormData) -> bool:
     sent = text(form, "csrf_token", limit=200)
     kept = request.cookies.get(FORM_COOKIE, "")
     return bool(sent and kept) and constant_eq(sent, kept)
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 # -- sign-in, sign-out, invitations ----------------------------------------------------------
@@ -182,7 +148,7 @@ def login_submit(request: Request, session: DB, form: Form, _: Anyone) -> Respon
             if "password" in errors:
                 errors["password"] = "Enter your password"  # noqa: S105
     if not errors:
-        wait = login_limiter(request).hit(_ip(request) or "unknown")
+        wait = login_limiter(request).hit(client_ip(request) or "unknown")
         if wait is not None:
             errors["__all__"] = (
                 f"Too many sign-in attempts from your address. Try again in {int(wait) + 1} s."
@@ -205,7 +171,7 @@ def login_submit(request: Request, session: DB, form: Form, _: Anyone) -> Respon
             session,
             username=body.username,
             password=body.password,
-            ip=_ip(request),
+            ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
         )
     except (InvalidCredentials, AccountLocked) as exc:
@@ -306,12 +272,12 @@ def invitation_accept(
             errors = {**validation_errors(exc), **errors}
         if not errors:
             try:
-                user = auth_service.accept_invitation(session, data=data, ip=_ip(request))
+                user = auth_service.accept_invitation(session, data=data, ip=client_ip(request))
             except (NotFound, Gone):
                 session.rollback()
                 row, problem = _invitation_state(session, token)
             except AppError as exc:
-                _refused(request, session, None, exc)
+                refused(request, session, None, exc)
                 errors = error_fields(exc, {"username", "email", "password"})
             else:
                 return redirect(
@@ -395,7 +361,7 @@ def profile_update(request: Request, session: DB, form: Form, principal: SignedI
     try:
         auth_service.update_profile(session, principal=principal, data=data)
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         return _profile(
             request,
             session,
@@ -430,7 +396,7 @@ def password_change(request: Request, session: DB, form: Form, principal: Signed
     try:
         auth_service.change_password(session, principal=principal, data=data)
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         found = error_fields(exc, {"current_password", "password"})
         if "password" in found:
             found["new_password"] = found.pop("password")
@@ -459,7 +425,7 @@ def token_create(request: Request, session: DB, form: Form, principal: SignedIn)
     try:
         row, token = auth_service.create_token(session, principal=principal, data=data)
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         return _profile(
             request,
             session,
@@ -479,7 +445,7 @@ def token_revoke(
     try:
         row = auth_service.revoke_token(session, principal=principal, token_id=token_id)
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         return redirect("/profile", exc.message, "error")
     return redirect("/profile", f"The token “{row.name}” is revoked.")
 
@@ -581,7 +547,7 @@ def user_create(request: Request, session: DB, form: Form, principal: UsersWrite
         try:
             user = auth_service.create_user(session, data=data, actor=principal)
         except AppError as exc:
-            _refused(request, session, principal, exc)
+            refused(request, session, principal, exc)
             errors, status = error_fields(exc, set(fields)), exc.status
         else:
             return redirect(
@@ -616,7 +582,7 @@ def _user_action(
     try:
         user = action()
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         return redirect(back, exc.message[:1].upper() + exc.message[1:], "error")
     return redirect(back, done.format(user=user.username))
 
@@ -749,7 +715,7 @@ def invitation_create(
         try:
             row, token = auth_service.invite(session, data=data, actor=principal)
         except AppError as exc:
-            _refused(request, session, principal, exc)
+            refused(request, session, principal, exc)
             errors = error_fields(exc, set(values))
         else:
             base = str(request.base_url).rstrip("/")
@@ -782,7 +748,7 @@ def invitation_revoke(
     try:
         row = auth_service.revoke_invitation(session, invitation_id=invitation_id, actor=principal)
     except AppError as exc:
-        _refused(request, session, principal, exc)
+        refused(request, session, principal, exc)
         return redirect("/admin/invitations", exc.message, "error")
     return redirect("/admin/invitations", f"The invitation of {row.email} is withdrawn.")
 
@@ -927,7 +893,7 @@ def settings_save(request: Request, session: DB, form: Form, principal: Settings
             errors[f.key] = exc.message.removeprefix(f"{f.key}: ").removeprefix("Value error, ")
     if errors:
         first = next(iter(errors.values()))
-        _refused(request, session, principal, Invalid(first))
+        refused(request, session, principal, Invalid(first))
         submitted = {
             k: ("" if v is settings_form.KEEP else v)
             for k, v in wanted.items()
@@ -1081,10 +1047,28 @@ def _html_errors(app: FastAPI) -> None:
         app.add_exception_handler(Exception, unexpected)
 
 
+def _page_routers() -> Iterator[APIRouter]:
+    """The routers of every module in `labkeeper.web.pages`, in name order."""
+    from labkeeper.web import pages
+
+    for info in sorted(pkgutil.iter_modules(pages.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{pages.__name__}.{info.name}")
+        yield module.router
+
+
 def install(app: FastAPI) -> None:
     """Serve the pages and our static files, and answer browsers' errors with pages."""
-    app.state.web_sections = find_sections(_api_routes(app))
-    app.include_router(router)
+    routers = [router, *_page_routers()]
+    for page_router in routers:
+        app.include_router(page_router)
+        app.state.included.append(("", page_router))  # walked by iter_routes and the tests
+    app.state.web_pages = frozenset(
+        r.path
+        for page_router in routers
+        for r in page_router.routes
+        if isinstance(r, APIRoute) and "GET" in (r.methods or ())
+    )
+    app.state.web_sections = find_sections(_api_routes(app), app.state.web_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _html_errors(app)
 
