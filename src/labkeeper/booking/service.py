@@ -469,6 +469,19 @@ def _row(session: Session, booking_id: int) -> Booking:
     return row
 
 
+# `hook(session, grouped_booking_ids)`, called in the transaction that made rows of those groups
+# ACTIVE or ended them (started, completed, cancelled while active). The topology domain
+# registers one that asks for the optical patches to follow.
+active_change_hooks: list[Callable[[Session, set[str]], None]] = []
+
+
+def _active_changed(session: Session, gids: Iterable[str]) -> None:
+    wanted = set(gids)
+    if wanted:
+        for hook in active_change_hooks:
+            hook(session, wanted)
+
+
 def notify_groups(session: Session, event: str, gids: Iterable[str], **kwargs: Any) -> None:
     from labkeeper.notify import service as notify
 
@@ -711,6 +724,8 @@ def cancel(
             "promoted": [p.id for p in promoted],
         },
     )
+    if ended:
+        _active_changed(session, [gid])
     notify_groups(session, "cancelled", [gid], actor=actor, reason=reason)
     notify_groups(session, "promoted", {p.grouped_booking_id for p in promoted})
     return {
@@ -1462,6 +1477,7 @@ def start_due(session: Session, *, now: datetime | None = None, limit: int = 500
         now=now,
         values=lambda r: {"status": S.ACTIVE.value},
     )
+    _active_changed(session, {r.grouped_booking_id for r in moved})
     notify_groups(session, "started", {r.grouped_booking_id for r in moved})
     return Moved(len(moved), len(_by_group(moved)))
 
@@ -1482,6 +1498,7 @@ def complete_due(session: Session, *, now: datetime | None = None, limit: int = 
         now=now,
         values=lambda r: {"status": S.COMPLETED.value},
     )
+    _active_changed(session, {r.grouped_booking_id for r in moved})
     return Moved(len(moved), len(_by_group(moved)))
 
 

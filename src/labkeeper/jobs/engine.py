@@ -41,6 +41,7 @@ from labkeeper.jobs.context import worker_id as current_worker_id
 if TYPE_CHECKING:
     from dramatiq import Actor
     from dramatiq.brokers.redis import RedisBroker
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +426,7 @@ class Scheduler:
     def fire_due(self, now: datetime) -> list[int]:
         """Queue every periodic task that is due; returns the new runs' ids."""
         registry.ensure_loaded()
-        plan: list[tuple[str, timedelta, bool]] = []
+        plan: list[tuple[str, timedelta, bool, bool]] = []
         with self.db.scope(write=False) as s:
             states = repository.periodic_states(s)
             for name, definition in list(registry.PERIODIC.items()):
@@ -435,13 +436,17 @@ class Scheduler:
                     log.exception("interval of periodic task %s could not be read", name)
                     continue
                 state = states.get(name)
-                if state is None:
-                    plan.append((name, every, True))
-                elif service.is_due(state.next_run_at, now=now, every=every):
-                    plan.append((name, every, False))
+                if state is not None and not service.is_due(
+                    state.next_run_at, now=now, every=every
+                ):
+                    continue
+                idle = definition.when is not None and not self._has_work(s, definition, now)
+                plan.append((name, every, state is None, idle))
         fired = []
-        for name, every, missing in plan:
+        for name, every, missing, idle in plan:
             if missing and not self._create_state(name, now):
+                continue
+            if idle:
                 continue
             try:
                 with self.db.scope() as s:
@@ -455,6 +460,15 @@ class Scheduler:
             if run_id is not None:
                 fired.append(run_id)
         return fired
+
+    @staticmethod
+    def _has_work(session: Session, definition: registry.PeriodicDef, now: datetime) -> bool:
+        assert definition.when is not None
+        try:
+            return bool(definition.when(session, now))
+        except Exception:
+            log.exception("could not tell whether periodic task %s has work", definition.name)
+            return True  # run it: the task itself reports what is wrong
 
     def _create_state(self, name: str, now: datetime) -> bool:
         try:

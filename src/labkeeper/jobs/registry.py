@@ -56,6 +56,9 @@ class PeriodicDef:
 
     name: str
     every: Every
+    # `when(session, now)`: whether a due run has anything to do. A run is only fired (and
+    # recorded) when it does; otherwise the task is looked at again on the next tick.
+    when: Callable[[Session, datetime], bool] | None = None
 
     def interval(self, session: Session) -> timedelta:
         """The current interval (a callable reads it, e.g. from a setting)."""
@@ -96,14 +99,20 @@ def task(name: str) -> Callable[[F], F]:
     return decorate
 
 
-def periodic(name: str, *, every: Every) -> Callable[[F], F]:
-    """Declare a periodic system task (also runnable as a task) fired by the scheduler loop."""
+def periodic(
+    name: str, *, every: Every, when: Callable[[Session, datetime], bool] | None = None
+) -> Callable[[F], F]:
+    """Declare a periodic system task (also runnable as a task) fired by the scheduler loop.
+
+    With `when`, a due run is fired only if `when(session, now)` says there is work (a cheap
+    query), so a task that mostly has nothing to do can look often without a job log per look.
+    """
     if isinstance(every, timedelta) and every <= timedelta(0):
         raise ValueError(f"periodic task {name!r} needs a positive interval")
 
     def decorate(fn: F) -> F:
         task(name)(fn)
-        PERIODIC[name] = PeriodicDef(name=name, every=every)
+        PERIODIC[name] = PeriodicDef(name=name, every=every, when=when)
         return fn
 
     return decorate

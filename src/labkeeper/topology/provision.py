@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from labkeeper.admin import service as settings
+from labkeeper.booking import service as bookings
 from labkeeper.core.db import Database, is_deadlock
 from labkeeper.core.security import decrypt
 from labkeeper.core.time import utcnow
@@ -259,6 +260,20 @@ def request_provisioning(session: Session) -> int | None:
     if repository.queued_run_exists(session, PROVISION_TASK):
         return None
     return jobs.enqueue(session, PROVISION_TASK, params={}).id
+
+
+def retry_due(session: Session, now: datetime) -> bool:
+    """Whether a patch still differs from the switch and its backoff has passed."""
+    return repository.patches_due(session, now)
+
+
+def _groups_moved(session: Session, gids: set[str]) -> None:
+    """Booking groups started or ended: if one was booked with a topology, patch or unpatch."""
+    if repository.any_with_topology(session, gids):
+        request_provisioning(session)
+
+
+bookings.active_change_hooks.append(_groups_moved)
 
 
 # -- step 1: what the bookings want --------------------------------------------------------

@@ -511,3 +511,30 @@ def queued_run_exists(session: Session, job_type: str) -> bool:
         )
         is not None
     )
+
+
+def any_with_topology(session: Session, gids: Iterable[str]) -> bool:
+    """Whether any of these booking groups was booked with a topology."""
+    return (
+        session.scalar(
+            select(Booking.id)
+            .where(Booking.grouped_booking_id.in_(sorted(gids)), Booking.topology_id.is_not(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def patches_due(session: Session, now: datetime) -> bool:
+    """Whether a patch differs from what the switch has and may be tried now."""
+    return (
+        session.scalar(
+            select(CrossConnect.id)
+            .where(
+                CrossConnect.desired_state != CrossConnect.actual_state,
+                or_(CrossConnect.next_attempt_at.is_(None), CrossConnect.next_attempt_at <= now),
+            )
+            .limit(1)
+        )
+        is not None
+    )

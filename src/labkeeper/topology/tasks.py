@@ -28,6 +28,9 @@ def _outcome(result: dict[str, Any], what: str) -> dict[str, Any]:
 @periodic(
     provision.PROVISION_TASK,
     every=lambda s: float(settings.get(s, "optical.provision_interval_seconds")),
+    # Bookings that start or end ask for a run themselves (provision.request_provisioning);
+    # the periodic look only runs for patches that still differ from the switch (retries).
+    when=provision.retry_due,
 )
 def provision_patches(ctx: TaskContext) -> dict[str, Any]:
     """Apply and remove optical patches as ACTIVE and ended topology bookings require."""
