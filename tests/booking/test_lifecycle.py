@@ -114,3 +114,33 @@ def test_the_periodic_task_runs_every_step(db, lab, make_user):
     # The booking that just started ends within 15 minutes: its notice went out too.
     assert result["end_notices"] == 1
     assert statuses(db, *ids.values()) == ["ACTIVE", "COMPLETED", "EXPIRED", "CONFIRMED"]
+
+
+def test_the_job_runs_only_when_a_booking_is_due_for_a_step(db, lab, make_user, book):
+    from labkeeper.jobs.engine import Scheduler
+
+    def due(hours):
+        with db.scope(write=False) as s:
+            return service.lifecycle_due(s, at(hours))
+
+    def runs():
+        with db.scope(write=False) as s:
+            return len(
+                list(s.scalars(select(JobLog.id).where(JobLog.job_type == "booking.lifecycle")))
+            )
+
+    Scheduler(db, tick=1).fire_due(utcnow())
+    assert not due(-1) and runs() == 0  # an empty lab: no run, no job log
+    r0 = lab.devices[0]
+    book(make_user("member"), item(r0, 1, 2))
+    assert not due(0.5)  # confirmed, its start has not come
+    assert due(1.1)  # to start
+    assert due(1.9)  # to be told its end is near (it is still confirmed: to start too)
+    assert due(2.5)  # to complete
+    with db.scope() as s:
+        service.start_due(s, now=at(1.1))
+    assert not due(1.2)  # started, end notice not yet due
+    with db.scope() as s:
+        service.send_end_notices(s, now=at(1.9))
+        service.complete_due(s, now=at(2.5))
+    assert not due(3)

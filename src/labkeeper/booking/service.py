@@ -1531,6 +1531,26 @@ def send_end_notices(session: Session, *, now: datetime | None = None, limit: in
     return Moved(len(moved), len(_by_group(moved)))
 
 
+def lifecycle_due(session: Session, now: datetime) -> bool:
+    """Whether any row waits for a lifecycle step (a few indexed one-row lookups)."""
+    minutes = int(settings.get(session, "booking.end_notice_minutes"))
+    checks: list[dict[str, Any]] = [
+        {"statuses": [S.PENDING.value, S.CONFLICTING.value], "start_before": now},
+        {"statuses": [S.CONFIRMED.value], "start_before": now, "end_after": now},
+        {"statuses": [S.ACTIVE.value, S.CONFIRMED.value], "end_before": now},
+    ]
+    if minutes > 0:
+        checks.append(
+            {
+                "statuses": [S.ACTIVE.value],
+                "end_before": now + timedelta(minutes=minutes),
+                "end_after": now,
+                "notice_unsent": True,
+            }
+        )
+    return any(repository.due_rows(session, limit=1, **check) for check in checks)
+
+
 LIFECYCLE_STEPS: dict[str, Callable[..., Moved]] = {
     "expired": expire_due,
     "started": start_due,

@@ -14,7 +14,9 @@ BATCH = 500
 MAX_BATCHES = 100
 
 
-@periodic("booking.lifecycle", every=timedelta(seconds=30))
+# Looked at every 10 s, so a booking starts (and its topology is patched) within seconds of its
+# start; a run, and its job log, happens only when some booking is due for a step.
+@periodic("booking.lifecycle", every=timedelta(seconds=10), when=service.lifecycle_due)
 def lifecycle(ctx: TaskContext) -> dict[str, Any]:
     """Expire unapproved or waitlisted bookings at their start, start confirmed ones, complete
     ended ones and send end notices; every transition is audited."""
