@@ -16,6 +16,7 @@ from labkeeper.web.render import VENDOR_DIR
 # file in static/vendor/ -> file inside node_modules/
 FILES: dict[str, str] = {
     "htmx.min.js": "htmx.org/dist/htmx.min.js",
+    "cytoscape.min.js": "cytoscape/dist/cytoscape.min.js",
 }
 
 
