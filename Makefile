@@ -28,8 +28,10 @@ assets: $(STAMP)
 db: setup
 	$(BIN)/labkeeper db upgrade
 
+# The demo (simulated devices and switch, and the demo lab in an empty database) is on unless
+# LABKEEPER_DEMO=0.
 run: setup db
-	$(BIN)/labkeeper serve --host 127.0.0.1 --port 8000
+	LABKEEPER_DEMO=$${LABKEEPER_DEMO:-1} $(BIN)/labkeeper serve --host 127.0.0.1 --port 8000
 
 # Debian's Chromium drives the browser tests (browser downloads do not work here).
 chromium:

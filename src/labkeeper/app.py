@@ -232,6 +232,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine_handle = None
+        simulators = None
+        if settings.demo:
+            # Before the engine starts, so the first backup run it queues is picked up at once.
+            import anyio.to_thread
+
+            from labkeeper.demo import first_run
+
+            simulators = await anyio.to_thread.run_sync(first_run, database, settings)
         if start_background:
             from labkeeper.jobs.engine import start_engine
 
@@ -245,6 +253,8 @@ def create_app(
         finally:
             if engine_handle is not None:
                 engine_handle.stop()
+            if simulators is not None:
+                simulators.stop()
             if db is None:
                 database.dispose()
 

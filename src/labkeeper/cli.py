@@ -49,6 +49,14 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (one per core is a good start).")
     ] = 1,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Run the built-in simulators and load the demo lab into an empty database "
+            "(default: LABKEEPER_DEMO, off).",
+        ),
+    ] = None,
 ) -> None:
     """Upgrade the database, then serve the API, the pages and the in-process worker."""
     import os
@@ -61,6 +69,11 @@ def serve(
 
     settings = get_settings()
     settings.run_scheduler = scheduler
+    settings.host, settings.port = host, port
+    if demo is not None:
+        settings.demo = demo
+    if settings.demo and workers > 1:
+        raise _fail("the demo (--demo, LABKEEPER_DEMO) runs with one server process (--workers 1)")
     setup_logging(settings.log_level, settings.log_format)
     try:
         settings.check_production()
@@ -85,6 +98,52 @@ def serve(
     # database lease makes sure only one of them fires each periodic run.
     os.environ["LABKEEPER_RUN_SCHEDULER"] = "true" if scheduler else "false"
     uvicorn.run("labkeeper.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+
+
+@app.command()
+def demo(
+    ssh_port_base: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the first simulated device (default: LABKEEPER_DEMO_SSH_PORT_BASE, 2201)."
+        ),
+    ] = None,
+    polatis_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the simulated switch (default: LABKEEPER_DEMO_POLATIS_PORT, 8830)."
+        ),
+    ] = None,
+) -> None:
+    """Load the demo lab (devices on the built-in simulators, accounts, bookings); idempotent."""
+    from labkeeper import demo as demo_lab
+    from labkeeper.core import migrate
+    from labkeeper.core.errors import AppError
+
+    settings = get_settings()
+    database = _database()
+    try:
+        migrate.upgrade(database.engine)
+        with database.scope() as session:
+            report = demo_lab.load(
+                session,
+                ssh_port_base=ssh_port_base or settings.demo_ssh_port_base,
+                polatis_port=polatis_port or settings.demo_polatis_port,
+            )
+    except AppError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        database.dispose()
+    console.print(f"demo lab: {report.summary()}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.users_created:
+        console.print("demo accounts:\n" + demo_lab.accounts_text())
+    console.print(
+        "The demo devices are served by `labkeeper serve --demo` (or `make run`), or by "
+        "`labkeeper simulate devices --count 10 --platform mixed --port-base 2201` and "
+        "`labkeeper simulate polatis --port 8830`."
+    )
 
 
 @app.command()

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # holds a connection can always get a thread and the other way round.
     max_inflight_requests: int = Field(default=32, ge=1, le=1000)
     login_rate_per_minute: int = Field(default=30, ge=1)
+    # `make run`: run the built-in simulators and load the demo lab into an empty database.
+    demo: bool = False
+    demo_ssh_port_base: int = Field(default=2201, ge=0, le=65000)
+    demo_polatis_port: int = Field(default=8830, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod
