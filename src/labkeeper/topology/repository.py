@@ -538,3 +538,28 @@ def patches_due(session: Session, now: datetime) -> bool:
         )
         is not None
     )
+
+
+def patchable_devices(session: Session, limit: int = 1000) -> list[Row[Any]]:
+    """Schedulable devices plugged into an optical switch (what a topology may hold), by name:
+    id, name, status, switch name and ports."""
+    return list(
+        session.execute(
+            select(
+                Device.id,
+                Device.name,
+                Device.status,
+                Device.switch_name,
+                Device.switch_in_port,
+                Device.switch_out_port,
+            )
+            .join(DeviceType, DeviceType.id == Device.device_type_id)
+            .where(
+                DeviceType.is_schedulable.is_(True),
+                Device.switch_name.is_not(None),
+                or_(Device.switch_in_port.is_not(None), Device.switch_out_port.is_not(None)),
+            )
+            .order_by(Device.name, Device.id)
+            .limit(limit)
+        )
+    )
