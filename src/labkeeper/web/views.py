@@ -338,6 +338,7 @@ def _profile(
         tokens=auth_repository.tokens_of(session, principal.user_id or 0),
         min_length=admin_service.get(session, "security.password_min_length"),
         token_choices=[*choices, ("", "Never")],
+        calendar_active=user.calendar_token_hash is not None,
         **context,
     )
 
@@ -448,6 +449,29 @@ def token_revoke(
         refused(request, session, principal, exc)
         return redirect("/profile", exc.message, "error")
     return redirect("/profile", f"The token “{row.name}” is revoked.")
+
+
+@router.post("/profile/calendar")
+def calendar_feed_create(
+    request: Request, session: DB, form: Form, principal: SignedIn
+) -> Response:
+    """Create your calendar feed, or replace its secret address; shown once."""
+    from labkeeper.booking import ics
+
+    token = ics.rotate(session, actor=principal)
+    url = f"{str(request.base_url).rstrip('/')}/api/v1/calendar/{token}.ics"
+    return _profile(request, session, principal, new_feed_url=url)
+
+
+@router.post("/profile/calendar/revoke")
+def calendar_feed_revoke(
+    request: Request, session: DB, form: Form, principal: SignedIn
+) -> Response:
+    """Turn your calendar feed off: its address stops working."""
+    from labkeeper.booking import ics
+
+    ics.revoke(session, actor=principal)
+    return redirect("/profile", "Your calendar feed is off; its address no longer works.")
 
 
 @router.post("/profile/sign-out-everywhere")
