@@ -296,6 +296,62 @@ def backups_query(
     return stmt
 
 
+GOOD_STATES = ("changed", "unchanged")
+
+
+def devices_backup_query(*, q: str | None = None, failed: bool = False) -> Rows:
+    """Devices by name with their last backup state and newest stored version (id, number,
+    time); `failed` keeps those whose last attempt failed."""
+    newest = (
+        select(
+            ConfigBackup.device_id,
+            func.max(ConfigBackup.version).label("version"),
+            func.count().label("versions"),
+        )
+        .group_by(ConfigBackup.device_id)
+        .subquery()
+    )
+    latest = aliased(ConfigBackup)
+    stmt: Rows = (
+        select(
+            Device.id,
+            Device.name,
+            Device.mgmt_address,
+            Device.platform,
+            Device.last_backup_at,
+            Device.last_backup_status,
+            latest.id.label("backup_id"),
+            latest.version,
+            latest.collected_at,
+            newest.c.versions,
+        )
+        .outerjoin(newest, newest.c.device_id == Device.id)
+        .outerjoin(
+            latest,
+            and_(latest.device_id == Device.id, latest.version == newest.c.version),
+        )
+        .order_by(Device.name, Device.id)
+    )
+    if q:
+        stmt = stmt.where(func.lower(Device.name).contains(q.lower(), autoescape=True))
+    if failed:
+        stmt = stmt.where(
+            Device.last_backup_status.is_not(None),
+            Device.last_backup_status.not_in(GOOD_STATES),
+        )
+    return stmt
+
+
+def previous_backup_id(session: Session, device_id: int, version: int) -> int | None:
+    """The id of a device's version just before `version`."""
+    return session.scalar(
+        select(ConfigBackup.id)
+        .where(ConfigBackup.device_id == device_id, ConfigBackup.version < version)
+        .order_by(ConfigBackup.version.desc())
+        .limit(1)
+    )
+
+
 def backup_with_device(session: Session, backup_id: int) -> tuple[ConfigBackup, str] | None:
     """One version (with its text) and its device's name."""
     row = session.execute(

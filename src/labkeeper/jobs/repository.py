@@ -55,6 +55,26 @@ def entries_after(
     return list(session.scalars(stmt))
 
 
+def entries_query(job_log_id: int, *, level: str | None = None) -> Select[*tuple[Any, ...]]:
+    """A run's entries with their device's name, oldest first, optionally of one level."""
+    from labkeeper.inventory.models import Device
+
+    stmt: Select[*tuple[Any, ...]] = (
+        select(JobLogEntry, Device.name)
+        .outerjoin(Device, Device.id == JobLogEntry.device_id)
+        .where(JobLogEntry.job_log_id == job_log_id)
+        .order_by(JobLogEntry.id)
+    )
+    if level:
+        stmt = stmt.where(JobLogEntry.level == level)
+    return stmt
+
+
+def job_types(session: Session) -> list[str]:
+    """The task names that have runs, for filters."""
+    return list(session.scalars(select(JobLog.job_type).distinct().order_by(JobLog.job_type)))
+
+
 def entry_counts(session: Session, job_log_id: int) -> dict[str, int]:
     """How many entries a run has, by level."""
     stmt = (
