@@ -534,6 +534,20 @@
     });
   }
 
+  // During an active booking: colour the links the switch has patched (the table refreshes).
+  function showPatchStates() {
+    if (!cy) {
+      return;
+    }
+    cy.edges().removeClass("patched");
+    document.querySelectorAll("#links-body tr[data-state]").forEach(function (row) {
+      if (row.getAttribute("data-state") === "applied") {
+        cy.getElementById(row.getAttribute("data-edge")).addClass("patched");
+      }
+    });
+  }
+  document.addEventListener("htmx:afterSwap", showPatchStates);
+
   function startCanvas() {
     var container = document.getElementById("topology-canvas");
     if (!container || typeof window.cytoscape !== "function") {
@@ -585,7 +599,7 @@
         },
         { selector: ".problem", style: { "border-color": "#b42318", "line-color": "#b42318", "target-arrow-color": "#b42318", "background-color": "#fdecea" } },
         { selector: ".picked", style: { "border-width": 4, "border-color": "#067647", "background-color": "#e5f6ed" } },
-        { selector: ".patched", style: { "line-color": "#067647", "target-arrow-color": "#067647" } },
+        { selector: ".patched", style: { width: 5, "line-color": "#067647", "target-arrow-color": "#067647", color: "#067647" } },
       ],
     });
     if (spread) {
@@ -605,6 +619,7 @@
       }
     }
     markCanvas();
+    showPatchStates();
     if (!editable) {
       return;
     }
