@@ -88,13 +88,14 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
     """`labkeeper serve` in a subprocess until the block ends; yields its base URL."""
     import httpx
 
+    # A file, not a pipe: nobody reads a pipe while the load runs, and a full pipe would
+    # stall the server on its next log line.
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in the finally below)
     proc = subprocess.Popen(
         [str(BIN), "serve", "--port", str(port), "--no-scheduler", "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
-        # A file, not a pipe: nobody reads a pipe while the load runs, and a full pipe
-        # would stall the server on its next log line.
-        stderr=(log := tempfile.TemporaryFile()),
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -114,6 +115,7 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def percentile(values: list[float], pct: float) -> float:

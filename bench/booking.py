@@ -29,6 +29,7 @@ import argparse
 import gc
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -403,6 +404,101 @@ def hammer(
     }
 
 
+WRK_SCRIPT = """
+local devices = {%(devices)s}
+local tokens = {%(tokens)s}
+local from, slots, step = %(start)d, %(slots)d, %(step)d
+local lengths = {%(lengths)s}
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  math.randomseed(%(seed)d * 1000 + id)
+  c201, c409, c422, c5xx, cother = 0, 0, 0, 0, 0
+end
+local function iso(t) return os.date("!%%Y-%%m-%%dT%%H:%%M:%%S+00:00", t) end
+function request()
+  local s = from + (math.random(slots) - 1) * step
+  local e = s + lengths[math.random(#lengths)]
+  local body = string.format('{"items":[{"device_id":%%d,"start":"%%s","end":"%%s"}]}',
+    devices[math.random(#devices)], iso(s), iso(e))
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]}
+  return wrk.format("POST", "/api/v1/bookings", headers, body)
+end
+function response(status, headers, body)
+  if status == 201 then c201 = c201 + 1
+  elseif status == 409 then c409 = c409 + 1
+  elseif status == 422 then c422 = c422 + 1
+  elseif status >= 500 then c5xx = c5xx + 1
+  else cother = cother + 1 end
+end
+function done(summary, latency, requests)
+  local t = {0, 0, 0, 0, 0}
+  for _, th in ipairs(threads) do
+    t[1] = t[1] + th:get("c201"); t[2] = t[2] + th:get("c409"); t[3] = t[3] + th:get("c422")
+    t[4] = t[4] + th:get("c5xx"); t[5] = t[5] + th:get("cother")
+  end
+  io.write(string.format("LK %%d %%d %%d %%d %%d %%d %%f\\n", t[1], t[2], t[3], t[4], t[5],
+    summary.duration, latency:percentile(95)))
+end
+"""
+
+
+def wrk_hammer(
+    base: str,
+    tokens: list[str],
+    clients: int,
+    seconds: float,
+    *,
+    devices: list[int],
+    start: datetime,
+    slots: int,
+    step: timedelta,
+    lengths: list[timedelta],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Like `hammer`, with wrk (a C client: the cores stay with the server) and a Lua script
+    that posts a random device and slot each time; same figures."""
+    script = WRK_SCRIPT % {
+        "devices": ",".join(map(str, devices)),
+        "tokens": ",".join(f'"{t}"' for t in tokens),
+        "start": int(start.timestamp()),
+        "slots": slots,
+        "step": int(step.total_seconds()),
+        "lengths": ",".join(str(int(x.total_seconds())) for x in lengths),
+        "seed": seed,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{clients}", f"-d{max(1, int(seconds))}s", "-s", f.name, base],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(x for x in out.splitlines() if x.startswith("LK "))
+    ok, c409, c422, c5xx, other, micros, p95 = (float(v) for v in line.split()[1:])
+    elapsed = micros / 1e6
+    total = ok + c409 + c422 + c5xx + other
+    counts = {201: int(ok), 409: int(c409), 422: int(c422), 500: int(c5xx), 0: int(other)}
+    return {
+        "elapsed": elapsed,
+        "attempts": int(total),
+        "attempts_per_s": total / elapsed,
+        "ok_per_s": ok / elapsed,
+        "counts": {k: v for k, v in counts.items() if v},
+        "refusals": {},
+        "p95_ms": p95 / 1000,
+        "errors_5xx": int(c5xx),
+    }
+
+
 def overlaps(
     db: Database, device_ids: list[int] | None = None, since: datetime | None = None
 ) -> int:
@@ -462,8 +558,34 @@ def http_figures(
         }
 
     with server(url, workers) as base:
-        spread_result = hammer(base, lab.tokens, 32, seconds, spread, seed=stage)
-        hot_result = hammer(base, lab.tokens, 64, seconds, hot, seed=stage)
+        if shutil.which("wrk"):
+            spread_result = wrk_hammer(
+                base,
+                lab.tokens,
+                32,
+                seconds,
+                devices=lab.devices,
+                start=spread_from,
+                slots=70 * 24,
+                step=timedelta(hours=1),
+                lengths=[timedelta(hours=1)],
+                seed=stage,
+            )
+            hot_result = wrk_hammer(
+                base,
+                lab.tokens,
+                64,
+                seconds,
+                devices=hot_devices,
+                start=hot_from,
+                slots=80,
+                step=timedelta(minutes=30),
+                lengths=[timedelta(minutes=30 * k) for k in range(1, 5)],
+                seed=stage,
+            )
+        else:  # Python clients: they take CPU from the server, so the figures are lower
+            spread_result = hammer(base, lab.tokens, 32, seconds, spread, seed=stage)
+            hot_result = hammer(base, lab.tokens, 64, seconds, hot, seed=stage)
     spread_result["overlaps"] = overlaps(db, since=spread_from.replace(tzinfo=UTC))
     hot_result["overlaps"] = overlaps(db, device_ids=hot_devices)
     return {"http": spread_result, "hot": hot_result}
