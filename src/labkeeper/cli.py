@@ -286,6 +286,10 @@ def _register_optional() -> None:
 
     app.add_typer(backup_app, name="backup")
     app.add_typer(keys_app, name="keys")
+    from labkeeper.importers.cli import export_app, import_app
+
+    app.add_typer(import_app, name="import")
+    app.add_typer(export_app, name="export")
 
 
 _register_optional()

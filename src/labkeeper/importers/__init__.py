@@ -1,0 +1,1 @@
+"""Bring a running lab over: the seed systems' databases and device lists (CSV)."""
