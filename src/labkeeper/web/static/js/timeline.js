@@ -61,6 +61,7 @@
       month: "short",
       hour: "2-digit",
       minute: "2-digit",
+      hourCycle: "h23",
       timeZone: tz,
     });
   } catch (err) {
