@@ -136,6 +136,7 @@ def _live(session: DB, job_log_id: int, level: str | None, paging: PageParams) -
         "filters": {"level": level or ""},
         "badges": STATUS_BADGES,
         "levels": LEVELS,
+        "counts": repository.entry_counts(session, job_log_id),
         "live_url": f"/jobs/{job_log_id}/live"
         + query_string({"level": level, "offset": paging.offset or None}),
     }
@@ -473,8 +474,7 @@ def run_page(
 ) -> Response:
     """One run: progress (live while it runs) and its log, filtered by level."""
     live = _live(session, job_log_id, level, paging)
-    counts = repository.entry_counts(session, job_log_id)
-    return page(request, session, principal, "jobs/run.html", counts=counts, **live)
+    return page(request, session, principal, "jobs/run.html", **live)
 
 
 @router.get("/jobs/{job_log_id}/live")
