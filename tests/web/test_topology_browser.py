@@ -42,6 +42,8 @@ def test_member_draws_saves_books_and_sees_both_links_patched(page, db, make_use
     with sim.run_in_thread():
         with db.scope() as s:
             s.get(Device, lab.switch_id).ssh_port = sim.port  # type: ignore[union-attr]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         browser_sign_in(page, "mia", "optical-fibre-1")
 
         page.get_by_role("link", name="Topologies").first.click()
@@ -118,3 +120,10 @@ def test_member_draws_saves_books_and_sees_both_links_patched(page, db, make_use
         assert sorted(patched) == ["e1", "e2"]
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SCREENSHOTS / "topology-active.png"), full_page=True)
+
+        # Readable on a phone: nothing wider than the screen but the tables' own scrolling.
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.reload()
+        expect(links).to_contain_text("patched")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert errors == []
