@@ -135,10 +135,12 @@ def test_first_run_loads_the_demo_into_an_empty_database(
             "/api/v1/auth/login", json={"username": "alice", "password": demo.DEMO_PASSWORD}
         )
         assert r.status_code == 200, r.text
-    # A second start finds accounts and loads nothing more.
+    # A second start finds accounts and loads nothing more, but still says how to sign in.
     with TestClient(_app(settings, db), base_url="http://127.0.0.1"):
         pass
     assert _count(db, Device) == 24
+    again = capsys.readouterr().out
+    assert "demo lab loaded" not in again and demo.DEMO_PASSWORD in again
 
 
 def test_first_run_off_loads_nothing(db: Database, settings: Settings) -> None:

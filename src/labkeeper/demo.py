@@ -620,6 +620,15 @@ def _has_users(session: Session) -> bool:
     return bool(session.scalar(select(func.count()).select_from(User)))
 
 
+def _has_demo_accounts(session: Session) -> bool:
+    from labkeeper.auth.models import User
+
+    names = [u for u, _, _ in USERS]
+    return bool(
+        session.scalar(select(func.count()).select_from(User).where(User.username.in_(names)))
+    )
+
+
 def first_run(db: Database, settings: Settings, *, echo: Any = print) -> DemoSimulators:
     """Start the simulators; on a database without users, load the demo and queue a backup.
 
@@ -642,9 +651,10 @@ def first_run(db: Database, settings: Settings, *, echo: Any = print) -> DemoSim
         )
     for problem in sims.problems:
         echo(f"demo: {problem}")
-    loaded = False
+    loaded = demo_accounts = False
     try:
         with db.scope() as session:
+            demo_accounts = _has_demo_accounts(session)
             wanted = not _has_users(session) and bool(
                 admin_settings.get(session, "general.load_demo_on_first_run")
             )
@@ -665,6 +675,8 @@ def first_run(db: Database, settings: Settings, *, echo: Any = print) -> DemoSim
     url = f"http://{settings.host}:{settings.port}"
     if loaded:
         echo(f"demo: sign in at {url} with one of these accounts:\n{accounts_text()}")
+    elif demo_accounts:
+        echo(f"demo: labkeeper at {url}; the demo accounts (if unchanged):\n{accounts_text()}")
     else:
         echo(f"demo: labkeeper at {url}")
     return sims
