@@ -115,7 +115,7 @@ def credential_create(request: Request, session: DB, form: Form, principal: Writ
             enable_secret=_secret(form, "enable_secret"),
             ssh_key=_secret(form, "ssh_key"),
             description=values["description"] or None,
-            tags=tags,  # type: ignore[arg-type]
+            tags=tags,
         )
     except ValidationError as exc:
         errors = {**validation_errors(exc), **errors}
