@@ -491,7 +491,8 @@ def bookings_query(
 
 
 def my_groups_query(user_id: int, *, scope: str, now: datetime) -> AnySelect:
-    """Groups a user owns or collaborates on: upcoming (still live), past, or all."""
+    """Groups a user owns or collaborates on: upcoming (still live; split into ahead, not
+    started yet, and active, under way), past, or all."""
     member = or_(
         Booking.user_id == user_id,
         Booking.grouped_booking_id.in_(
@@ -515,6 +516,17 @@ def my_groups_query(user_id: int, *, scope: str, now: datetime) -> AnySelect:
             .where(member, Booking.status.in_(LIVE), Booking.end_time > now)
             .group_by(Booking.grouped_booking_id)
             .order_by(first.asc(), Booking.grouped_booking_id)
+        )
+    elif scope in ("ahead", "active"):
+        # The split of "upcoming": groups whose remaining live rows all start later, and
+        # groups with a live row under way now.
+        first_live = func.min(Booking.start_time)
+        stmt = (
+            select(Booking.grouped_booking_id, first_live.label("first_start"))
+            .where(member, Booking.status.in_(LIVE), Booking.end_time > now)
+            .group_by(Booking.grouped_booking_id)
+            .having(first_live > now if scope == "ahead" else first_live <= now)
+            .order_by(first_live.asc(), Booking.grouped_booking_id)
         )
     elif scope == "past":
         stmt = stmt.having(live_ahead == 0).order_by(first.desc(), Booking.grouped_booking_id)

@@ -1056,6 +1056,49 @@ def my_groups(
     return groups_view(session, [r[0] for r in rows]), total
 
 
+def group_history(
+    session: Session, *, grouped_booking_id: str, actor: Principal, limit: int = 50
+) -> list[dict[str, Any]]:
+    """What was done to a group (its audit trail), newest first, for those who may see it."""
+    from labkeeper.admin import repository as admin_repository
+
+    _may_see(session, actor, _group(session, grouped_booking_id))
+    stmt = admin_repository.audit_query(entity_type="booking_group", entity_id=grouped_booking_id)
+    rows, _ = fetch_page(session, stmt, PageParams(limit=limit, offset=0))
+    return [
+        {
+            "at": r.created_at,
+            "action": r.action,
+            "username": r.actor_username,
+            "outcome": r.outcome,
+            "message": r.message,
+            "payload": r.payload or {},
+        }
+        for r in rows
+    ]
+
+
+def availability_now(
+    session: Session, device_ids: Iterable[int], *, now: datetime | None = None
+) -> dict[int, dict[str, Any]]:
+    """What holds each device at this moment (maintenance first, then a booking) and until
+    when; devices held by nothing are left out. Three queries for any number of devices."""
+    wanted = set(device_ids)
+    if not wanted:
+        return {}
+    now = now or utcnow()
+    edge = now + timedelta(seconds=1)
+    out: dict[int, dict[str, Any]] = {}
+    rows, names = repository.window_bookings(session, now, edge, now=now, statuses=HOLDING)
+    for r in rows:
+        if r[0] in wanted and r[0] not in out:
+            out[r[0]] = {"state": "booked", **_busy_booking(r, names)}
+    for w in repository.window_maintenance(session, now, edge):
+        if w.device_id in wanted and out.get(w.device_id, {}).get("state") != "maintenance":
+            out[w.device_id] = {"state": "maintenance", **_busy_window(w)}
+    return out
+
+
 def list_bookings(
     session: Session, *, filters: dict[str, Any], page: PageParams
 ) -> tuple[list[dict[str, Any]], int]:
