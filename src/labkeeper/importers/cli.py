@@ -82,19 +82,12 @@ def _with_progress(
 
 
 def _summary(report: Report) -> None:
-    problems = report.problems
-    if problems:
-        table = Table(title="records not brought over, or brought over changed")
-        for column in ("source table", "record", "imported", "why"):
-            table.add_column(column, overflow="fold")
-        for p in problems:
-            table.add_row(
-                p.table,
-                p.ref,
-                "[red]no[/red]" if p.skipped else "[yellow]changed[/yellow]",
-                p.reason,
-            )
-        console.print(table)
+    # One line per problem (not a table): easy to read, grep and paste into a ticket.
+    if report.problems:
+        console.print("[bold]records not brought over, or brought over changed[/bold]")
+        for p in report.problems:
+            mark = "[red]not imported[/red]" if p.skipped else "[yellow]changed[/yellow]"
+            console.print(f"  {p.table} {p.ref}: {mark}: {p.reason}", highlight=False)
     counts = Table(title="summary" + (" (dry run: nothing was written)" if report.dry_run else ""))
     for column in ("source table", "read", "created", "updated", "already there", "not imported"):
         counts.add_column(column, justify="left" if column == "source table" else "right")

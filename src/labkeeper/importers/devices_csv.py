@@ -50,6 +50,8 @@ COLUMNS = (
     "notes",
 )
 INTEGERS = ("ssh_port", "switch_in_port", "switch_out_port")
+# Columns read straight from the device row (the others are looked up by name).
+PLAIN = tuple(c for c in COLUMNS if c not in ("device_type", "site", "tags"))
 TABLE = "devices.csv"
 
 
@@ -120,7 +122,7 @@ def _current(run: Run, device: Device) -> tuple[dict[str, Any], list[str]]:
     s = run.session
     dtype = s.get(DeviceType, device.device_type_id)
     site = s.get(Site, device.site_id) if device.site_id else None
-    values = {k: getattr(device, k) for k in COLUMNS if hasattr(Device, k) and k != "tags"}
+    values = {k: getattr(device, k) for k in PLAIN}
     values["device_type"] = dtype.name if dtype else None
     values["site"] = site.name if site else None
     tags = repository.tags_of_devices(s, [device.id]).get(device.id, [])
@@ -201,9 +203,7 @@ def export(database: Database, path: Path) -> int:
         tags = repository.tags_of_devices(s, [d.id for d in devices])
         rows = []
         for device in devices:
-            row: dict[str, Any] = {
-                k: getattr(device, k) for k in COLUMNS if hasattr(Device, k) and k != "tags"
-            }
+            row: dict[str, Any] = {k: getattr(device, k) for k in PLAIN}
             row["device_type"] = types.get(device.device_type_id)
             row["site"] = sites.get(device.site_id) if device.site_id else None
             row["tags"] = ";".join(
