@@ -286,10 +286,12 @@ def _editor(
     can_edit = owner or principal.is_admin
     active = [g["id"] for g in groups if g["active"]]
     editable = can_edit and not active
-    name = (draft or view or {}).get("name", "")
-    description = (draft or view or {}).get("description") or ""
-    nodes = (draft or view or {}).get("nodes", [])
-    edges = (draft or view or {}).get("edges", [])
+    # A draft whose drawing could not be read keeps the saved drawing (or none).
+    shown = {**(view or {}), **(draft or {})}
+    name = shown.get("name", "")
+    description = shown.get("description") or ""
+    nodes = shown.get("nodes", [])
+    edges = shown.get("edges", [])
     if draft is not None:
         patches_, found = service.analyse(session, nodes, edges)
         patches = [
@@ -432,16 +434,22 @@ def topology_validate(body: GraphCheck, session: DB, principal: Drawer) -> dict[
 def _draft(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     """What the save form posted, and the errors of its fields that cannot be read."""
     errors: dict[str, str] = {}
+    draft: dict[str, Any] = {
+        "name": text(form, "name", limit=300),
+        "description": text(form, "description", limit=6000),
+    }
     graph = _graph(form)
     if graph is None:
         errors["graph"] = "The drawing could not be read; reload the page and draw it again"
-        graph = ([], [])
-    draft = {
-        "name": text(form, "name", limit=300),
-        "description": text(form, "description", limit=6000),
-        "nodes": graph[0],
-        "edges": graph[1],
-    }
+        return draft, errors
+    try:
+        checked = GraphCheck(nodes=graph[0], edges=graph[1])
+    except ValidationError as exc:
+        first = next(iter(validation_errors(exc).values()), "it does not have the right shape")
+        errors["graph"] = f"The drawing could not be read ({first}); reload the page"
+        return draft, errors
+    draft["nodes"] = [n.model_dump() for n in checked.nodes]
+    draft["edges"] = [e.model_dump() for e in checked.edges]
     return draft, errors
 
 
