@@ -664,7 +664,7 @@ class _Scheduler:
             key = clean(row.get("key")) or ""
             definition = REGISTRY.get(key)
             if definition is None:
-                self.run.skip(t, key, "not a labkeeper setting (docs/schema.md lists them)")
+                self.run.skip(t, key, "not a labkeeper setting (GET /api/v1/settings lists them)")
                 continue
             try:
                 value = definition.validate(js(row.get("value")))
