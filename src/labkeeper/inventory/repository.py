@@ -204,6 +204,7 @@ def devices_query(
     schedulable: bool | None = None,
     reachability: str | None = None,
     free_now: bool | None = None,
+    held_now: str | None = None,
     now: datetime | None = None,
     sort: str = "name",
 ) -> Select[Any]:
@@ -248,8 +249,8 @@ def devices_query(
         stmt = stmt.where(DeviceType.is_schedulable == schedulable)
     if reachability:
         stmt = stmt.where(Device.reachability == reachability)
-    if free_now is not None and now is not None:
-        busy = or_(
+    if (free_now is not None or held_now in ("booked", "maintenance")) and now is not None:
+        booked = (
             exists()
             .where(
                 Booking.device_id == Device.id,
@@ -257,7 +258,9 @@ def devices_query(
                 Booking.start_time <= now,
                 Booking.end_time > now,
             )
-            .correlate(Device),
+            .correlate(Device)
+        )
+        serviced = (
             exists()
             .where(
                 MaintenanceWindow.device_id == Device.id,
@@ -265,9 +268,16 @@ def devices_query(
                 MaintenanceWindow.start_time <= now,
                 MaintenanceWindow.end_time > now,
             )
-            .correlate(Device),
+            .correlate(Device)
         )
-        stmt = stmt.where(~busy if free_now else busy)
+        if free_now is not None:
+            busy = or_(booked, serviced)
+            stmt = stmt.where(~busy if free_now else busy)
+        # held_now: what holds the device now; maintenance wins over a booking under it.
+        if held_now == "maintenance":
+            stmt = stmt.where(serviced)
+        elif held_now == "booked":
+            stmt = stmt.where(booked, ~serviced)
     descending = sort.startswith("-")
     columns = SORTS[sort.lstrip("-")]
     order = [c.desc() if descending else c.asc() for c in columns]
