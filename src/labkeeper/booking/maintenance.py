@@ -17,7 +17,7 @@ from labkeeper.booking import repository
 from labkeeper.booking.models import Booking
 from labkeeper.booking.repository import HOLDING
 from labkeeper.booking.schemas import MaintenanceCreate
-from labkeeper.booking.service import locked, notify_groups, promote_waitlist
+from labkeeper.booking.service import booking_view, locked, notify_groups, promote_waitlist
 from labkeeper.core import audit
 from labkeeper.core.audit import Actor
 from labkeeper.core.errors import Invalid, InvalidTransition, not_found
@@ -82,6 +82,15 @@ def list_windows(
     """Maintenance windows, filtered, by start (two queries whatever the page size)."""
     rows, total = fetch_page(session, repository.maintenance_query(**filters), page, scalars=False)
     return [window_view(w, name) for w, name in rows], total
+
+
+def collisions(session: Session, window_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per window: the bookings still holding its devices that it was created over (one query)."""
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row, device_name, username in repository.rows_marked_by_windows(session, window_ids):
+        assert row.maintenance_conflict_id is not None
+        out[row.maintenance_conflict_id].append(booking_view(row, device_name, username))
+    return out
 
 
 def create(session: Session, *, data: MaintenanceCreate, actor: Actor) -> dict[str, Any]:

@@ -787,6 +787,22 @@ def rows_marked_by(session: Session, window_id: int) -> list[Booking]:
     )
 
 
+def rows_marked_by_windows(session: Session, window_ids: Iterable[int]) -> list[AnyRow]:
+    """Holding bookings marked as clashing with any of these windows, with device and owner."""
+    wanted = sorted(set(window_ids))
+    if not wanted:
+        return []
+    return list(
+        session.execute(
+            select(Booking, Device.name, User.username)
+            .join(Device, Device.id == Booking.device_id)
+            .join(User, User.id == Booking.user_id)
+            .where(Booking.maintenance_conflict_id.in_(wanted), Booking.status.in_(HOLDING))
+            .order_by(Booking.start_time, Booking.id)
+        )
+    )
+
+
 # -- calendar ------------------------------------------------------------------------------
 
 
