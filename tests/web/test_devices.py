@@ -130,6 +130,7 @@ def test_the_list_shows_what_holds_each_device_now(client, lab, viewer):
         ("now=booked", ["r0"]),
         ("now=maintenance", ["r1"]),
         ("type=router&now=free", []),
+        ("q=&type=&site=&tag=&status=&now=", ["r0", "r1", "s0", "s1"]),  # the form's "any"
     ],
 )
 def test_filters(client, lab, viewer, query, expected):

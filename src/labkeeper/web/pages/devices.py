@@ -8,7 +8,7 @@ bookings ahead, maintenance windows, latest health snapshot and stored configura
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -20,20 +20,19 @@ from labkeeper.backups import service as backups
 from labkeeper.booking import maintenance
 from labkeeper.booking import service as bookings
 from labkeeper.booking.repository import LIVE, NOT_BOOKABLE
+from labkeeper.core.errors import Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
 from labkeeper.core.schemas import Id
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory
 from labkeeper.inventory import service as devices_service
 from labkeeper.inventory.models import DEVICE_STATUSES
-from labkeeper.inventory.schemas import DeviceStatus
 from labkeeper.web.deps import DB, Filter, Paging
 from labkeeper.web.render import page
 
 router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[Principal, Depends(require("devices:read"))]
-Now = Literal["free", "booked", "maintenance"]
 NOW_LABELS = {"free": "Free now", "booked": "Booked now", "maintenance": "In maintenance now"}
 OPTION_LIMIT = PageParams(limit=300, offset=0)
 SHORT = PageParams(limit=20, offset=0)
@@ -88,10 +87,17 @@ def devices_page(
     device_type: Annotated[str | None, Query(alias="type", max_length=100)] = None,
     site: Filter = None,
     tag: Filter = None,
-    status: Annotated[DeviceStatus | None, Query()] = None,
-    now: Annotated[Now | None, Query()] = None,
+    status: Filter = None,
+    now: Filter = None,
 ) -> Response:
     """Devices with search and filters, and whether each is free, booked or in maintenance now."""
+    # The filter form sends empty values for "any"; anything else must be a known value.
+    status = status or None
+    now = now or None
+    if status is not None and status not in DEVICE_STATUSES:
+        raise Invalid(f"unknown status {status!r}", field="status")
+    if now is not None and now not in NOW_LABELS:
+        raise Invalid("right now is one of free, booked, maintenance", field="now")
     filters = {
         "q": (q or "").strip(),
         "type": (device_type or "").strip(),
