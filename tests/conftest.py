@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 os.environ["LABKEEPER_ENV"] = "test"
+# A shell that runs the demo (`LABKEEPER_DEMO=1`) must not make every test app start simulators.
+os.environ.pop("LABKEEPER_DEMO", None)
 os.environ.setdefault("LABKEEPER_SECRET_KEYS", "test-key-0123456789-0123456789-0123456789")
 
 import contextlib
