@@ -48,6 +48,15 @@ class Listener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        # Connections the kernel completed but the thread had not accepted yet count too.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                break
+            self.accepted += 1
+            conn.close()
         self.sock.close()
 
 
