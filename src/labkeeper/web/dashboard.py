@@ -45,6 +45,11 @@ class Card:
     unavailable: bool = False  # the part of labkeeper behind it is not there yet
 
 
+def _action(section: Section, label: str, href: str, api_label: str) -> tuple[str, str]:
+    """The card's link: to its page where there is one, else to the API documentation."""
+    return (api_label, section.href) if section.api else (label, href)
+
+
 def _my_bookings(session: Session, principal: Principal, section: Section | None, tz: str) -> Card:
     card = Card("bookings", "Your next bookings")
     if section is None:
@@ -69,10 +74,11 @@ def _my_bookings(session: Session, principal: Principal, section: Section | None
                 badge_kind={"ACTIVE": "success", "PENDING": "warning", "CONFLICTING": "danger"}.get(
                     group["status"], "info"
                 ),
+                href=None if section.api else f"/bookings/{group['grouped_booking_id']}",
             )
         )
     card.empty = "You have nothing booked. Find a free device and book it for your experiment."
-    card.action = ("Bookings API", section.href)
+    card.action = _action(section, "All your bookings", "/bookings", "Bookings API")
     return card
 
 
@@ -97,6 +103,7 @@ def _free_devices(session: Session, section: Section | None, now: datetime) -> C
             detail=device.device_type.name if device.device_type else "",
             badge=device.reachability if device.reachability != "unknown" else "",
             badge_kind="success" if device.reachability == "up" else "danger",
+            href=None if section.api else f"/devices/{device.id}",
         )
         for device in rows
     ]
@@ -105,7 +112,7 @@ def _free_devices(session: Session, section: Section | None, now: datetime) -> C
         if all_total
         else "No devices yet. An administrator adds them (or runs `labkeeper demo` for a demo lab)."
     )
-    card.action = ("Devices API", section.href)
+    card.action = _action(section, "All devices", "/devices?now=free", "Devices API")
     return card
 
 
@@ -130,7 +137,11 @@ def _approvals(session: Session, principal: Principal, section: Section | None, 
         for r in requests
     ]
     card.empty = "No booking is waiting for approval. Nice and quiet."
-    card.action = ("Approvals API", section.href.split("#")[0] + "#/approvals")
+    card.action = (
+        ("Approvals API", section.href.split("#")[0] + "#/approvals")
+        if section.api
+        else ("Open the approvals queue", "/admin/approvals")
+    )
     return card
 
 
@@ -156,7 +167,7 @@ def _failed_jobs(session: Session, section: Section | None, now: datetime, tz: s
         for run in rows
     ]
     card.empty = "Every backup and background job of the last 7 days succeeded."
-    card.action = ("Jobs API", section.href)
+    card.action = _action(section, "All failed runs", "/jobs?status=failed", "Jobs API")
     return card
 
 
