@@ -67,7 +67,10 @@ def reconcile_320(sim: PolatisSimulator) -> tuple[float, int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="3 runs of each")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 3
 
     small = PolatisSimulator(ports=64)
     with small.run_in_thread():
