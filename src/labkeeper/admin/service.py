@@ -27,7 +27,7 @@ def _definition(key: str) -> SettingDef:
 def _stored(session: Session) -> dict[str, Any]:
     cache = session.info.get(_CACHE)
     if cache is None:
-        cache = {k: row.value for k, row in repository.setting_rows(session).items()}
+        cache = repository.setting_values(session)
         session.info[_CACHE] = cache
     return cache
 
