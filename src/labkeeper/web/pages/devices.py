@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from labkeeper.auth.deps import Principal, require
@@ -20,23 +21,26 @@ from labkeeper.backups import service as backups
 from labkeeper.booking import maintenance
 from labkeeper.booking import service as bookings
 from labkeeper.booking.repository import LIVE, NOT_BOOKABLE
-from labkeeper.core.errors import Invalid
+from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
 from labkeeper.core.schemas import Id
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory
 from labkeeper.inventory import service as devices_service
 from labkeeper.inventory.models import DEVICE_STATUSES
-from labkeeper.web.deps import DB, Filter, Paging
-from labkeeper.web.render import page
+from labkeeper.inventory.schemas import OwnerAssign
+from labkeeper.web.deps import DB, Filter, Form, Paging, refused
+from labkeeper.web.render import error_fields, page, redirect, text, validation_errors
 
 router = APIRouter(include_in_schema=False)
 
 Reader = Annotated[Principal, Depends(require("devices:read"))]
+Writer = Annotated[Principal, Depends(require("devices:write"))]
 NOW_LABELS = {"free": "Free now", "booked": "Booked now", "maintenance": "In maintenance now"}
 OPTION_LIMIT = PageParams(limit=300, offset=0)
 SHORT = PageParams(limit=20, offset=0)
 CONFIGS = PageParams(limit=5, offset=0)
+HISTORY = PageParams(limit=20, offset=0)
 STATUS_BADGES = {
     "available": "badge-success",
     "maintenance": "badge-warning",
@@ -136,9 +140,27 @@ def devices_page(
     )
 
 
+def _history(session: Session, device_id: int, paging: PageParams) -> tuple[list[Any], int]:
+    """A page of the device's field-level history (newest first), as the API gives it."""
+    rows, total = fetch_page(session, inventory.history_query(device_id), paging, scalars=False)
+    return [devices_service.history_view(h, name) for h, name in rows], total
+
+
 @router.get("/devices/{device_id}")
 def device_page(device_id: Id, request: Request, session: DB, principal: Reader) -> Response:
     """One device: details, bookings ahead, maintenance, health, owners, tags, configurations."""
+    return _device_page(request, session, principal, device_id)
+
+
+def _device_page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    device_id: int,
+    *,
+    status: int = 200,
+    **extra: Any,
+) -> Response:
     device = with_availability(session, [devices_service.device_detail(session, device_id)])[0]
     moment = utcnow()
     ahead, ahead_total = bookings.list_bookings(
@@ -161,12 +183,18 @@ def device_page(device_id: Id, request: Request, session: DB, principal: Reader)
     for b in ahead:
         b["linked"] = see_all or b["user_id"] == principal.user_id
         b["current"] = b["start"] <= moment < b["end"]
+    history, history_total = _history(session, device_id, HISTORY)
+    extra.setdefault("owner_values", {})
+    extra.setdefault("owner_errors", {})
     return page(
         request,
         session,
         principal,
         "devices/detail.html",
+        status=status,
         device=device,
+        history=history,
+        history_total=history_total,
         ahead=ahead,
         ahead_total=ahead_total,
         windows=windows,
@@ -176,4 +204,79 @@ def device_page(device_id: Id, request: Request, session: DB, principal: Reader)
         configs_total=configs_total,
         badges=STATUS_BADGES,
         booking_labels=BOOKING_LABELS,
+        **extra,
+    )
+
+
+@router.get("/devices/{device_id}/history")
+def device_history_page(
+    device_id: Id, request: Request, session: DB, principal: Reader, paging: Paging
+) -> Response:
+    """Every change to the device's fields, newest first, a page at a time."""
+    device = devices_service.get_device(session, device_id)
+    history, total = _history(session, device_id, paging)
+    return page(
+        request,
+        session,
+        principal,
+        "devices/history.html",
+        device=device,
+        history=history,
+        total=total,
+        paging=paging,
+    )
+
+
+@router.post("/devices/{device_id}/owners")
+def owner_add(
+    device_id: Id, request: Request, session: DB, form: Form, principal: Writer
+) -> Response:
+    """Make a user an owner of the device (audited, as through the API)."""
+    values = {"username": text(form, "username", limit=200)}
+    try:
+        data = OwnerAssign(username=values["username"])
+        view = devices_service.assign_owner(
+            session, device_id=device_id, username=data.username, actor=principal
+        )
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        status = 422
+    except AppError as exc:
+        refused(request, session, principal, exc)
+        if exc.status == 404 and exc.details.get("field") is None:
+            raise
+        errors = error_fields(exc, {"username"})
+        status = exc.status if 400 <= exc.status < 500 else 422
+    else:
+        message = f"{view['username']} is an owner now."
+        return redirect(f"/devices/{device_id}#owners-title", message)
+    return _device_page(
+        request,
+        session,
+        principal,
+        device_id,
+        status=status,
+        owner_values=values,
+        owner_errors=errors,
+    )
+
+
+@router.post("/devices/{device_id}/owners/{user_id}/revoke")
+def owner_revoke(
+    device_id: Id, user_id: Id, request: Request, session: DB, form: Form, principal: Writer
+) -> Response:
+    """End a user's ownership of the device; it stays in the ownership history."""
+    try:
+        view = devices_service.revoke_owner(
+            session, device_id=device_id, user_id=user_id, actor=principal
+        )
+    except AppError as exc:
+        refused(request, session, principal, exc)
+        if exc.code == "not_found" and "user_id" not in exc.details:
+            raise
+        return redirect(
+            f"/devices/{device_id}#owners-title", exc.message[:1].upper() + exc.message[1:], "error"
+        )
+    return redirect(
+        f"/devices/{device_id}#owners-title", f"{view['username']} no longer owns this device."
     )
