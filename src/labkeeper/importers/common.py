@@ -230,6 +230,15 @@ class Run:
         """A source row was already in labkeeper (an earlier import, or merged by its key)."""
         self.report.table(table).existing += 1
 
+    def add(self, table: str, record: Any, *, flush: bool = True) -> Any:
+        """Write a new labkeeper record for a source row and count it; flushed (so it has its
+        id) unless `flush` is False (rows nothing refers to, written many at a time)."""
+        self.session.add(record)
+        if flush:
+            self.session.flush()
+        self.created(table)
+        return record
+
     def skip(self, table: str, ref: Any, reason: str) -> None:
         """A source row that cannot be brought over, and why."""
         self.report.table(table).skipped += 1

@@ -29,11 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from labkeeper.admin.models import AuditLog, Setting
-from labkeeper.admin.registry import REGISTRY
 from labkeeper.auth.models import User
 from labkeeper.backups import diff
 from labkeeper.backups import service as backups_service
@@ -802,81 +799,35 @@ class _NetRaven:
             self.run.created(t)
 
     def admin_settings(self) -> None:
-        t = "admin_settings"
-        for row in self.run.each(self.src, t):
-            key = clean(row.get("key")) or ""
-            definition = REGISTRY.get(key)
-            if definition is None:
-                self.run.skip(t, key, "not a labkeeper setting")
-                continue
-            try:
-                value = definition.validate(js(row.get("value")))
-            except ValidationError as exc:
-                self.run.skip(t, key, f"value not valid: {exc.errors()[0]['msg']}")
-                continue
-            stored = self.s.scalar(select(Setting).where(Setting.key == key))
-            if stored is not None:
-                if stored.value != value:
-                    self.run.note(t, key, "labkeeper already has a value; kept labkeeper's")
-                self.run.existing(t)
-                continue
-            self.s.add(
-                Setting(
-                    key=key,
-                    value=value,
-                    category=definition.category,
-                    is_sensitive=definition.sensitive,
-                    updated_at=dt(row.get("updated_at")) or utcnow(),
-                )
-            )
-            self.s.flush()
-            self.run.created(t)
+        records.import_settings(
+            self.run, self.src, "admin_settings", unknown="not a labkeeper setting"
+        )
 
     def audit_logs(self) -> None:
-        t = "audit_logs"
-        seen = {
-            (r.created_at, r.action, r.entity_type, r.entity_id, r.actor_username)
-            for r in self.s.execute(
-                select(
-                    AuditLog.created_at,
-                    AuditLog.action,
-                    AuditLog.entity_type,
-                    AuditLog.entity_id,
-                    AuditLog.actor_username,
-                )
-            )
+        records.import_audit_log(
+            self.run,
+            self.src,
+            "audit_logs",
+            action="event_name",
+            entity="event_type",
+            missing="no event type or name",
+            columns=self._audit_columns,
+        )
+
+    def _audit_columns(self, row: dict[str, Any]) -> dict[str, Any]:
+        actor = self.user_id(row.get("actor_id"))
+        entity_id = clean(row.get("target_id"))
+        name = self.usernames.get(actor) if actor else clean(row.get("actor_id"))
+        metadata = js(row.get("event_metadata"))
+        return {
+            "created_at": dt(row.get("created_at")) or utcnow(),
+            "actor_id": actor,
+            "actor_username": name[:50] if name else None,
+            "actor_role": clean(row.get("actor_type")),
+            "entity_id": entity_id and entity_id[:64],
+            "payload": metadata if isinstance(metadata, dict) else None,
+            "outcome": (clean(row.get("status")) or "success").lower()[:20],
+            "message": row.get("description"),
+            "ip": clean(row.get("ip_address")) or None,
+            "user_agent": (clean(row.get("user_agent")) or "")[:255] or None,
         }
-        for row in self.run.each(self.src, t):
-            ref = f"id {row['id']}"
-            action, entity = clean(row.get("event_name")), clean(row.get("event_type"))
-            if not action or not entity:
-                self.run.skip(t, ref, "no event type or name")
-                continue
-            actor = self.user_id(row.get("actor_id"))
-            created = dt(row.get("created_at")) or utcnow()
-            entity_id = clean(row.get("target_id"))
-            name = self.usernames.get(actor) if actor else clean(row.get("actor_id"))
-            key = (created, action[:100], entity[:50], entity_id and entity_id[:64], name)
-            if key in seen:
-                self.run.existing(t)
-                continue
-            seen.add(key)
-            metadata = js(row.get("event_metadata"))
-            outcome = (clean(row.get("status")) or "success").lower()
-            self.s.add(
-                AuditLog(
-                    created_at=created,
-                    actor_id=actor,
-                    actor_username=name[:50] if name else None,
-                    actor_role=clean(row.get("actor_type")),
-                    action=key[1],
-                    entity_type=key[2],
-                    entity_id=key[3],
-                    payload=metadata if isinstance(metadata, dict) else None,
-                    outcome=outcome[:20],
-                    message=row.get("description"),
-                    ip=(clean(row.get("ip_address")) or None),
-                    user_agent=(clean(row.get("user_agent")) or "")[:255] or None,
-                )
-            )
-            self.run.created(t)

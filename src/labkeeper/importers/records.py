@@ -1,24 +1,39 @@
-"""Lookups and inserts by natural key that both seed importers need (users, tags, devices)."""
+"""Lookups and inserts by natural key that the seed importers share (users, tags, devices), and
+the import steps both seed schemas have (settings, audit log), given each source's mapping."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Any
 
 import bcrypt
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from labkeeper.admin.models import AuditLog, Setting
+from labkeeper.admin.registry import REGISTRY
 from labkeeper.auth import repository as auth_repo
 from labkeeper.auth.models import RoleAssignment, User
 from labkeeper.auth.permissions import ROLES
 from labkeeper.core.security import is_legacy_hash
+from labkeeper.core.time import utcnow
+from labkeeper.importers.common import Run, Source, clean, dt, js
 from labkeeper.inventory import repository as inventory_repo
 from labkeeper.inventory.models import DEVICE_STATUSES, Device, DeviceType, Tag
 
 UNUSABLE = "!imported-without-a-usable-password"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def find(session: Session, model: Any, **key: Any) -> int | None:
+    """The id of a `model` row whose columns equal `key` (None compares as IS NULL), if any."""
+    return session.scalar(
+        select(model.id).where(*(getattr(model, column) == value for column, value in key.items()))
+    )
 
 
 def password_hash(stored: str | None) -> tuple[str, str | None]:
@@ -172,3 +187,84 @@ def device_status(value: str | None) -> tuple[str, bool]:
 def sha256(text: str) -> str:
     """SHA-256 hex digest of a text."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- import steps both seed schemas have ---------------------------------------------------
+
+
+def import_settings(
+    run: Run,
+    source: Source,
+    table: str,
+    *,
+    unknown: str,
+    columns: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: {},
+) -> None:
+    """Settings by key: only keys labkeeper knows (else skipped with the reason `unknown`), with
+    valid values; a key labkeeper already has keeps labkeeper's value. `columns` gives the
+    source-specific columns of a new setting (who updated it)."""
+    session = run.session
+    for row in run.each(source, table):
+        key = clean(row.get("key")) or ""
+        definition = REGISTRY.get(key)
+        if definition is None:
+            run.skip(table, key, unknown)
+            continue
+        try:
+            value = definition.validate(js(row.get("value")))
+        except ValidationError as exc:
+            run.skip(table, key, f"value not valid: {exc.errors()[0]['msg']}")
+            continue
+        stored = session.scalar(select(Setting).where(Setting.key == key))
+        if stored is not None:
+            if stored.value != value:
+                run.note(table, key, "labkeeper already has a value; kept labkeeper's")
+            run.existing(table)
+            continue
+        run.add(
+            table,
+            Setting(
+                key=key,
+                value=value,
+                category=definition.category,
+                is_sensitive=definition.sensitive,
+                updated_at=dt(row.get("updated_at")) or utcnow(),
+                **columns(row),
+            ),
+        )
+
+
+AUDIT_KEY = ("created_at", "action", "entity_type", "entity_id", "actor_username")
+"""The columns that recognise an audit row already in labkeeper."""
+
+
+def import_audit_log(
+    run: Run,
+    source: Source,
+    table: str,
+    *,
+    action: str,
+    entity: str,
+    missing: str,
+    columns: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Audit rows, recognised by time, action, entity and actor name (`AUDIT_KEY`).
+
+    `action` and `entity` name the source's action and entity-type columns (a row without
+    either is skipped with the reason `missing`); `columns` maps a source row to the other
+    `AuditLog` columns, as they are stored.
+    """
+    session = run.session
+    seen = {tuple(r) for r in session.execute(select(*(getattr(AuditLog, c) for c in AUDIT_KEY)))}
+    for row in run.each(source, table):
+        action_name, entity_type = clean(row.get(action)), clean(row.get(entity))
+        if not action_name or not entity_type:
+            run.skip(table, f"id {row['id']}", missing)
+            continue
+        values = {**columns(row), "action": action_name[:100], "entity_type": entity_type[:50]}
+        key = tuple(values[c] for c in AUDIT_KEY)
+        if key in seen:
+            run.existing(table)
+            continue
+        seen.add(key)
+        run.add(table, AuditLog(**values), flush=False)

@@ -17,11 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 
-from labkeeper.admin.models import AuditLog, Setting
-from labkeeper.admin.registry import REGISTRY
 from labkeeper.auth.models import Invitation, RoleAssignment, User
 from labkeeper.booking import repository as booking_repo
 from labkeeper.booking.models import (
@@ -659,36 +656,13 @@ class _Scheduler:
     # -- administration ---------------------------------------------------------------------
 
     def admin_settings(self) -> None:
-        t = "admin_settings"
-        for row in self.run.each(self.src, t):
-            key = clean(row.get("key")) or ""
-            definition = REGISTRY.get(key)
-            if definition is None:
-                self.run.skip(t, key, "not a labkeeper setting (GET /api/v1/settings lists them)")
-                continue
-            try:
-                value = definition.validate(js(row.get("value")))
-            except ValidationError as exc:
-                self.run.skip(t, key, f"value not valid: {exc.errors()[0]['msg']}")
-                continue
-            stored = self.s.scalar(select(Setting).where(Setting.key == key))
-            if stored is not None:
-                if stored.value != value:
-                    self.run.note(t, key, "labkeeper already has a value; kept labkeeper's")
-                self.run.existing(t)
-                continue
-            self.s.add(
-                Setting(
-                    key=key,
-                    value=value,
-                    category=definition.category,
-                    is_sensitive=definition.sensitive,
-                    updated_at=dt(row.get("updated_at")) or utcnow(),
-                    updated_by=self.user_id(row.get("updated_by")),
-                )
-            )
-            self.s.flush()
-            self.run.created(t)
+        records.import_settings(
+            self.run,
+            self.src,
+            "admin_settings",
+            unknown="not a labkeeper setting (GET /api/v1/settings lists them)",
+            columns=lambda row: {"updated_by": self.user_id(row.get("updated_by"))},
+        )
 
     def admin_invitations(self) -> None:
         t = "admin_invitations"
@@ -730,46 +704,26 @@ class _Scheduler:
             self.run.created(t)
 
     def admin_audit_log(self) -> None:
-        t = "admin_audit_log"
-        seen = {
-            (r.created_at, r.action, r.entity_type, r.entity_id, r.actor_username)
-            for r in self.s.execute(
-                select(
-                    AuditLog.created_at,
-                    AuditLog.action,
-                    AuditLog.entity_type,
-                    AuditLog.entity_id,
-                    AuditLog.actor_username,
-                )
-            )
+        records.import_audit_log(
+            self.run,
+            self.src,
+            "admin_audit_log",
+            action="action",
+            entity="entity_type",
+            missing="no action or entity type",
+            columns=self._audit_columns,
+        )
+
+    def _audit_columns(self, row: dict[str, Any]) -> dict[str, Any]:
+        actor = self.user_id(row.get("actor_id"))
+        payload = js(row.get("payload"))
+        return {
+            "created_at": dt(row.get("created_at")) or utcnow(),
+            "actor_id": actor,
+            "actor_username": self.usernames.get(actor or 0),
+            "actor_role": clean(row.get("actor_role")),
+            "entity_id": clean(row.get("entity_id")),
+            "payload": payload if isinstance(payload, dict) else None,
+            "outcome": (clean(row.get("outcome")) or "success")[:20],
+            "message": row.get("message"),
         }
-        for row in self.run.each(self.src, t):
-            ref = f"id {row['id']}"
-            action, entity = clean(row.get("action")), clean(row.get("entity_type"))
-            if not action or not entity:
-                self.run.skip(t, ref, "no action or entity type")
-                continue
-            actor = self.user_id(row.get("actor_id"))
-            created = dt(row.get("created_at")) or utcnow()
-            entity_id = clean(row.get("entity_id"))
-            key = (created, action[:100], entity[:50], entity_id, self.usernames.get(actor or 0))
-            if key in seen:
-                self.run.existing(t)
-                continue
-            seen.add(key)
-            payload = js(row.get("payload"))
-            self.s.add(
-                AuditLog(
-                    created_at=created,
-                    actor_id=actor,
-                    actor_username=key[4],
-                    actor_role=clean(row.get("actor_role")),
-                    action=key[1],
-                    entity_type=key[2],
-                    entity_id=entity_id,
-                    payload=payload if isinstance(payload, dict) else None,
-                    outcome=(clean(row.get("outcome")) or "success")[:20],
-                    message=row.get("message"),
-                )
-            )
-            self.run.created(t)
