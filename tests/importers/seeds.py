@@ -319,6 +319,11 @@ SCHEDULER_ROWS: dict[str, list[dict[str, Any]]] = {
              grouped_booking_id="g-5", start_time="2030-03-02 10:00:00",
              end_time="2030-03-02 09:00:00", status="approved", comment=None,
              collaborators=None, created_at="2029-12-03 10:00:00"),
+        # Inside roadm-1's maintenance (2030-01-01 08:00 to 12:00).
+        dict(booking_id=17, device_id=1, user_id=3, is_collaborator=False,
+             grouped_booking_id="g-6", start_time="2030-01-01 11:00:00",
+             end_time="2030-01-01 13:00:00", status="approved", comment=None,
+             collaborators=None, created_at="2029-12-04 10:00:00"),
     ],
     "booking_favorite": [
         dict(id=1, user_id=1, name="my pair", grouped_booking_id="g-1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,6 +68,11 @@ def test_every_scheduler_record_arrives_once(db, tmp_path, source_backend):
     }
     reasons = " | ".join(p.reason for p in report.problems)
     assert "imported as CONFLICTING" in reasons and "password must be reset" not in reasons
+    waitlisted = {p.ref: p.reason for p in report.problems if "CONFLICTING" in p.reason}
+    assert set(waitlisted) == {"booking_id 13", "booking_id 17"}
+    assert "overlaps booking" in waitlisted["booking_id 13"]
+    assert "overlaps maintenance window" in waitlisted["booking_id 17"]
+    assert "2030-01-01 08:00 to 2030-01-01 12:00 UTC" in waitlisted["booking_id 17"]
 
     with db.scope(write=False) as s:
         users = {u.username: u for u in s.scalars(select(User))}
@@ -121,6 +127,7 @@ def test_every_scheduler_record_arrives_once(db, tmp_path, source_backend):
             ("g-1", devices["server-1"].id),
             ("g-2", roadm.id),
             ("g-3", devices["server-1"].id),
+            ("g-6", roadm.id),
         }
         first = bookings[("g-1", roadm.id)]
         assert first.status == "CONFIRMED" and first.user_id == users["alice"].id
@@ -129,6 +136,8 @@ def test_every_scheduler_record_arrives_once(db, tmp_path, source_backend):
         # Bob's overlapping pending booking is waitlisted, not silently double-booked.
         assert bookings[("g-2", roadm.id)].status == "CONFLICTING"
         assert bookings[("g-3", devices["server-1"].id)].status == "COMPLETED"
+        # Carol's approved booking runs into roadm-1's maintenance: waitlisted too.
+        assert bookings[("g-6", roadm.id)].status == "CONFLICTING"
         links = {(c.grouped_booking_id, c.user_id) for c in s.scalars(select(BookingCollaborator))}
         assert links == {("g-1", users["bob"].id), ("g-3", users["alice"].id)}
 
@@ -160,6 +169,51 @@ def test_every_scheduler_record_arrives_once(db, tmp_path, source_backend):
         assert audit["approve_booking"].actor_username == "alice"
         assert audit["approve_booking"].payload == {"note": "ok"}
         assert audit["login"].outcome == "failure"
+
+
+def test_live_bookings_over_labkeeper_maintenance_are_waitlisted(db, tmp_path):
+    # server-1 is already in labkeeper, with a window over the g-1 booking's afternoon and a
+    # cancelled one (which blocks nothing) over the whole day.
+    with db.scope() as s:
+        kind = DeviceType(name="Server", category="compute")
+        s.add(kind)
+        s.flush()
+        server = Device(name="server-1", device_type_id=kind.id, status="available")
+        s.add(server)
+        s.flush()
+        s.add_all(
+            [
+                MaintenanceWindow(
+                    device_id=server.id,
+                    start_time=datetime(2030, 2, 1, 16, tzinfo=UTC),
+                    end_time=datetime(2030, 2, 1, 18, tzinfo=UTC),
+                    reason="PSU swap",
+                ),
+                MaintenanceWindow(
+                    device_id=server.id,
+                    start_time=datetime(2030, 2, 1, tzinfo=UTC),
+                    end_time=datetime(2030, 2, 2, tzinfo=UTC),
+                    reason="called off",
+                    cancelled_at=datetime(2029, 1, 1, tzinfo=UTC),
+                ),
+            ]
+        )
+        server_id = server.id
+    with seed_database("scheduler", "sqlite", tmp_path) as url:
+        report = scheduler.run_import(db, url)
+        again = scheduler.run_import(db, url)
+    assert again.created == 0
+    waitlisted = {p.ref: p.reason for p in report.problems if "CONFLICTING" in p.reason}
+    assert set(waitlisted) == {"booking_id 11", "booking_id 13", "booking_id 17"}
+    assert waitlisted["booking_id 11"].startswith("CONFIRMED booking overlaps maintenance window")
+    assert "2030-02-01 16:00 to 2030-02-01 18:00 UTC" in waitlisted["booking_id 11"]
+    with db.scope(write=False) as s:
+        statuses = {
+            (b.grouped_booking_id, b.device_id == server_id): b.status
+            for b in s.scalars(select(Booking))
+        }
+    assert statuses[("g-1", True)] == "CONFLICTING"
+    assert statuses[("g-1", False)] == "CONFIRMED"  # roadm-1's part of the pair is free
 
 
 def test_dry_run_reports_and_writes_nothing(db, tmp_path):

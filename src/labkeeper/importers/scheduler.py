@@ -30,7 +30,7 @@ from labkeeper.booking.models import (
 )
 from labkeeper.core.db import Database
 from labkeeper.core.security import token_hash
-from labkeeper.core.time import utcnow
+from labkeeper.core.time import as_utc, utcnow
 from labkeeper.importers import records
 from labkeeper.importers.common import Progress, Report, Run, Source, clean, dt, flag, js
 from labkeeper.inventory.models import (
@@ -81,6 +81,10 @@ BOOKING_STATUS_WORDS = {
     "waitlisted": BookingStatus.CONFLICTING,
 }
 REVIEW_STATUSES = ("submitted", "approved", "rejected")
+
+
+def _utc(moment: datetime) -> str:
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M")
 
 
 def total_rows(source: Source) -> int:
@@ -564,14 +568,13 @@ class _Scheduler:
                 continue
             status = self._status(ref, row.get("status"))
             if status in HOLDING_STATUSES:
-                clash = booking_repo.booking_overlaps(self.s, [(did, start, end)])
+                clash = self._clash(did, start, end)
                 if clash:
-                    other = clash[0]
                     self.run.note(
                         t,
                         ref,
-                        f"{status} booking overlaps booking {other.id} of {other.username} "
-                        f"on the same device; imported as CONFLICTING (waitlisted)",
+                        f"{status} booking overlaps {clash} on the same device; "
+                        f"imported as CONFLICTING (waitlisted)",
                     )
                     status = BookingStatus.CONFLICTING.value
             self.s.add(
@@ -589,6 +592,21 @@ class _Scheduler:
             )
             self.s.flush()
             self.run.created(t)
+
+    def _clash(self, device_id: int, start: datetime, end: datetime) -> str | None:
+        """What a live booking would collide with on its device: the first holding booking,
+        else the first maintenance window (imported ones included: they are written first)."""
+        found = booking_repo.overlaps(self.s, [(device_id, start, end)])
+        other = next((o for o in found if o.kind == "booking"), None)
+        if other is not None:
+            return f"booking {other.id} of {other.username}"
+        window = next((o for o in found if o.kind == "maintenance"), None)
+        if window is not None:
+            return (
+                f"maintenance window {window.id} ({_utc(window.start_time)} to "
+                f"{_utc(window.end_time)} UTC)"
+            )
+        return None
 
     def _links(
         self, row: dict[str, Any], group: str, owner: int, added: datetime, ref: str
