@@ -168,7 +168,7 @@ def test_a_viewer_sees_the_timeline_without_a_cart(client, make_user, lab):
 
 def test_query_count_does_not_grow_with_the_devices(client, make_user, db, lab):
     other = make_user("member", username="otto")
-    _signed_in(client, make_user)
+    me, _ = _signed_in(client, make_user)
 
     def add_devices(count: int, start: int) -> None:
         with db.scope() as s:
@@ -189,6 +189,11 @@ def test_query_count_does_not_grow_with_the_devices(client, make_user, db, lab):
                 )
                 for i, d in enumerate(devices)
             )
+            # every other one is shared with me: marked on the grid, at no query per row
+            s.add_all(
+                BookingCollaborator(grouped_booking_id=f"g-{d.id}", user_id=me.id)
+                for d in devices[::2]
+            )
 
     def queries() -> int:
         with counting(db) as seen:
@@ -201,6 +206,8 @@ def test_query_count_does_not_grow_with_the_devices(client, make_user, db, lab):
     add_devices(60, 100)
     big = queries()
     assert big == small, (small, big)
+    html = client.get("/timeline?view=2weeks&limit=500", headers=HTML).text
+    assert html.count("bar-shared") == 33 + 1  # the 33 shared bars and the legend's swatch
     assert small <= 20
 
 
@@ -239,6 +246,37 @@ def test_the_cart_books_one_group_with_collaborators(client, make_user, db, lab)
         landed = client.get(location, headers=HTML)
         assert "Booked 2 slots" in landed.text
         assert "bar-mine" in landed.text
+
+
+def test_bookings_shared_with_me_are_marked_like_my_own(client, make_user, db, lab):
+    owner = make_user("member", username="otto")
+    make_user("member", username="sam")
+    _signed_in(client, make_user)  # mia
+    d1, d2 = lab.ids["roadm-dublin-1"], lab.ids["roadm-cork-1"]
+    gids = []
+    for device, collaborator in ((d1, "mia"), (d2, "sam")):
+        item = {"device_id": device, "start": at(0).isoformat(), "end": at(2).isoformat()}
+        r = client.post(
+            f"{API}/bookings",
+            json={"items": [item], "collaborators": [collaborator]},
+            headers=owner.headers,
+        )
+        assert r.status_code == 201, r.text
+        gids.append(r.json()["grouped_booking_id"])
+    html = client.get(f"/timeline?view=week&start={DAY.date().isoformat()}", headers=HTML).text
+    shared = re.findall(r'<a class="bar [^"]*bar-shared"[^>]*>', html)
+    assert len(shared) == 1 and f'href="/bookings/{gids[0]}"' in shared[0]
+    assert "booked by otto, shared with you" in shared[0]
+    # otto's booking with sam is neither mine nor shared with me: no mark, no link
+    assert f"/bookings/{gids[1]}" not in html
+    assert html.count("shared with you") == 2  # its tooltip and its screen-reader text
+    assert "Shared with you" in html  # the legend
+    # a viewer who shares nothing sees both as otto's
+    make_user("viewer", username="vic", password="timeline-pass-1")
+    sign_in(client, "vic", "timeline-pass-1")
+    html = client.get(f"/timeline?view=week&start={DAY.date().isoformat()}", headers=HTML).text
+    assert "Signed in as <strong>vic</strong>" in html
+    assert "shared with you" not in html and html.count("booked by otto") == 4
 
 
 def test_a_slot_typed_in_the_lab_time_zone_is_booked_there(client, make_user, db, lab):

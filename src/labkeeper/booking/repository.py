@@ -376,6 +376,25 @@ def collaborations(session: Session, user_id: int, gids: Iterable[str]) -> set[s
     )
 
 
+def collaborations_in_window(
+    session: Session, user_id: int, start: datetime, end: datetime
+) -> set[str]:
+    """The groups a user collaborates on that have a booking overlapping [start, end), in one
+    query (bounded by the user's collaborations, not by how many bookings the window holds)."""
+    return set(
+        session.scalars(
+            select(BookingCollaborator.grouped_booking_id)
+            .join(Booking, Booking.grouped_booking_id == BookingCollaborator.grouped_booking_id)
+            .where(
+                BookingCollaborator.user_id == user_id,
+                Booking.start_time < end,
+                Booking.end_time > start,
+            )
+            .distinct()
+        )
+    )
+
+
 def collaborator_rows(session: Session, grouped_booking_id: str) -> list[BookingCollaborator]:
     """A group's collaborator rows."""
     return list(

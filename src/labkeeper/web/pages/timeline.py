@@ -142,6 +142,7 @@ def _lanes(
     end: datetime,
     zone: ZoneInfo,
     me: int | None,
+    shared: set[str] | frozenset[str] = frozenset(),
 ) -> list[Lane]:
     span = (end - start).total_seconds()
     by_id = {item["device_id"]: item for item in (grid or {}).get("items", [])}
@@ -160,17 +161,25 @@ def _lanes(
             width = max(_pct(b["end"], start, span) - left, 0.3)
             status = b["status"]
             mine = me is not None and b["user_id"] == me
+            with_me = not mine and b["grouped_booking_id"] in shared
             when = f"{_fmt(b['start'], zone)} → {_fmt(b['end'], zone)}"
             who = "you" if mine else (b.get("username") or "someone")
             label = STATUS_LABELS.get(status, status.lower())
+            css = f"bar bar-{status.lower()}"
+            if mine:
+                css += " bar-mine"
+            elif with_me:
+                css += " bar-shared"
             lane.bars.append(
                 Bar(
                     left,
                     width,
-                    f"bar bar-{status.lower()}" + (" bar-mine" if mine else ""),
+                    css,
                     "Yours" if mine else (b.get("username") or ""),
-                    f"{label.capitalize()}, booked by {who}: {when}",
-                    f"/bookings/{b['grouped_booking_id']}" if mine else None,
+                    f"{label.capitalize()}, booked by {who}"
+                    + (", shared with you" if with_me else "")
+                    + f": {when}",
+                    f"/bookings/{b['grouped_booking_id']}" if mine or with_me else None,
                 )
             )
             if status in ("PENDING", "CONFIRMED", "ACTIVE"):
@@ -244,7 +253,13 @@ def timeline_context(
         PageParams(limit=rows, offset=offset),
     )
     grid = None
+    shared: set[str] = set()
     if devices:
+        if principal.user_id is not None:
+            # Groups I collaborate on in this window: one query, however many bookings it has.
+            shared = booking_repository.collaborations_in_window(
+                session, principal.user_id, begin, end
+            )
         grid = bookings.timeline(
             session,
             start=begin,
@@ -271,7 +286,9 @@ def timeline_context(
         "slots": days * 24 // slot_hours,
         "columns": _columns(view, begin, days, zone, span),
         "now_pct": _pct(now, begin, span) if begin < now < end else (100.0 if now >= end else 0.0),
-        "lanes": _lanes(devices, grid, start=begin, end=end, zone=zone, me=principal.user_id),
+        "lanes": _lanes(
+            devices, grid, start=begin, end=end, zone=zone, me=principal.user_id, shared=shared
+        ),
         "total": total,
         "paging": PageParams(limit=rows, offset=offset),
         "filters": filters,
