@@ -342,22 +342,19 @@ class _NetRaven:
             name = (clean(row.get("name")) or f"{row.get('rule_type')} {row.get('rule_value')}")[
                 :100
             ]
-            exists = self.s.scalar(
-                select(TagRule.id).where(TagRule.tag_id == tag_id, TagRule.name == name)
-            )
+            exists = records.find(self.s, TagRule, tag_id=tag_id, name=name)
             if exists is not None:
                 self.run.existing(t)
                 continue
-            self.s.add(
+            self.run.add(
+                t,
                 TagRule(
                     tag_id=tag_id,
                     name=name,
                     rule=tree,
                     is_active=flag(row.get("is_active"), default=True),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def devices_(self) -> None:
         t = "devices"
@@ -480,26 +477,21 @@ class _NetRaven:
                 # The seed had no foreign key here, so links to deleted tags happen.
                 self.run.skip(t, ref, f"tag {row.get('tag_id')} does not exist in the source")
                 continue
-            exists = self.s.scalar(
-                select(CredentialTag.id).where(
-                    CredentialTag.credential_id == cid, CredentialTag.tag_id == tag_id
-                )
-            )
+            exists = records.find(self.s, CredentialTag, credential_id=cid, tag_id=tag_id)
             if exists is not None:
                 self.run.existing(t)
                 continue
             priority = row.get("priority")
-            self.s.add(
+            self.run.add(
+                t,
                 CredentialTag(
                     credential_id=cid,
                     tag_id=tag_id,
                     priority=int(priority) if priority is not None else 100,
                     success_count=int(row.get("success_count") or 0),
                     failure_count=int(row.get("failure_count") or 0),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def _backup_text(self, row: dict[str, Any]) -> str:
         name = clean(row.get("file_path")) or clean(row.get("filename"))
@@ -723,12 +715,8 @@ class _NetRaven:
             did = self.devices.get(row.get("device_id")) if row.get("device_id") else None
             if row.get("device_id") is not None and did is None:
                 self.run.note(t, ref, f"device {row['device_id']} is not in the source; left out")
-            found = self.s.scalar(
-                select(JobLog.id).where(
-                    JobLog.job_type == job_type,
-                    JobLog.queued_at == started,
-                    JobLog.device_id.is_(None) if did is None else JobLog.device_id == did,
-                )
+            found = records.find(
+                self.s, JobLog, job_type=job_type, queued_at=started, device_id=did
             )
             if found is not None:
                 self.logs[row["id"]] = found

@@ -200,7 +200,8 @@ class _Scheduler:
             if not isinstance(permissions, dict):
                 permissions = None
             limits = js(row.get("approval_limits"))
-            self.s.add(
+            self.run.add(
+                t,
                 RoleAssignment(
                     user_id=uid,
                     role=role,
@@ -209,10 +210,8 @@ class _Scheduler:
                     approval_limits=limits if isinstance(limits, dict) else None,
                     created_at=dt(row.get("created_at")) or utcnow(),
                     updated_at=dt(row.get("updated_at")) or utcnow(),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
         # Everyone else: is_admin gives admin, the rest are members.
         for uid, is_admin in self.new_users.items():
             records.ensure_role(self.s, uid, "admin" if is_admin else "member")
@@ -286,12 +285,8 @@ class _Scheduler:
                 t, name, f"maintenance {raw_start!r} to {raw_end!r} is not a period; not kept"
             )
             return
-        exists = self.s.scalar(
-            select(MaintenanceWindow.id).where(
-                MaintenanceWindow.device_id == device_id,
-                MaintenanceWindow.start_time == start,
-                MaintenanceWindow.end_time == end,
-            )
+        exists = records.find(
+            self.s, MaintenanceWindow, device_id=device_id, start_time=start, end_time=end
         )
         if exists is None:
             self.s.add(
@@ -320,16 +315,15 @@ class _Scheduler:
             if self.s.get(DeviceTag, (did, tag.id)) is not None:
                 self.run.existing(t)
                 continue
-            self.s.add(
+            self.run.add(
+                t,
                 DeviceTag(
                     device_id=did,
                     tag_id=tag.id,
                     source="manual",
                     created_at=dt(row.get("created_at")) or utcnow(),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def device_ownership(self) -> None:
         t = "device_ownership"
@@ -341,27 +335,22 @@ class _Scheduler:
                 self.run.skip(t, ref, "its device or owner is not in the source")
                 continue
             assigned = dt(row.get("assigned_at")) or utcnow()
-            exists = self.s.scalar(
-                select(DeviceOwnership.id).where(
-                    DeviceOwnership.device_id == did,
-                    DeviceOwnership.owner_id == owner,
-                    DeviceOwnership.assigned_at == assigned,
-                )
+            exists = records.find(
+                self.s, DeviceOwnership, device_id=did, owner_id=owner, assigned_at=assigned
             )
             if exists is not None:
                 self.run.existing(t)
                 continue
-            self.s.add(
+            self.run.add(
+                t,
                 DeviceOwnership(
                     device_id=did,
                     owner_id=owner,
                     assigned_by=self.user_id(row.get("assigned_by")),
                     assigned_at=assigned,
                     revoked_at=dt(row.get("revoked_at")),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def health(self) -> None:
         t = "device_health_snapshot"
@@ -377,19 +366,16 @@ class _Scheduler:
             heartbeat = dt(row.get("heartbeat_at"))
             if did not in latest or latest[did][0] <= taken:
                 latest[did] = (taken, status, heartbeat)
-            exists = self.s.scalar(
-                select(DeviceHealthSnapshot.id).where(
-                    DeviceHealthSnapshot.device_id == did,
-                    DeviceHealthSnapshot.created_at == taken,
-                    DeviceHealthSnapshot.status == status,
-                )
+            exists = records.find(
+                self.s, DeviceHealthSnapshot, device_id=did, created_at=taken, status=status
             )
             if exists is not None:
                 self.run.existing(t)
                 continue
             metrics = js(row.get("metrics"))
             latency = metrics.get("latency_ms") if isinstance(metrics, dict) else None
-            self.s.add(
+            self.run.add(
+                t,
                 DeviceHealthSnapshot(
                     device_id=did,
                     status=status,
@@ -397,10 +383,8 @@ class _Scheduler:
                     latency_ms=float(latency) if isinstance(latency, int | float) else None,
                     metrics=metrics if isinstance(metrics, dict) else None,
                     created_at=taken,
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
         for did, (_, status, heartbeat) in latest.items():
             device = self.s.get(Device, did)
             if device is not None and device.reachability == "unknown":
@@ -431,13 +415,7 @@ class _Scheduler:
                 continue
             name = (clean(row.get("name")) or f"topology {row['id']}")[:200]
             created = dt(row.get("created_at")) or utcnow()
-            found = self.s.scalar(
-                select(Topology.id).where(
-                    Topology.user_id == owner,
-                    Topology.name == name,
-                    Topology.created_at == created,
-                )
-            )
+            found = records.find(self.s, Topology, user_id=owner, name=name, created_at=created)
             if found is not None:
                 self.topologies[row["id"]] = found
                 self.run.existing(t)
@@ -471,7 +449,8 @@ class _Scheduler:
                 self.run.note(t, ref, f"unknown status {status!r} became submitted")
                 status = "submitted"
             created = dt(row.get("created_at")) or utcnow()
-            self.s.add(
+            self.run.add(
+                t,
                 TopologyReview(
                     topology_id=tid,
                     status=status,
@@ -482,10 +461,8 @@ class _Scheduler:
                     notes=row.get("notes"),
                     created_at=created,
                     updated_at=dt(row.get("updated_at")) or created,
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     # -- bookings ---------------------------------------------------------------------------
 
@@ -500,12 +477,7 @@ class _Scheduler:
         """Add a collaborator link; False when it was there already (or is the owner)."""
         if uid == owner:
             return False
-        exists = self.s.scalar(
-            select(BookingCollaborator.id).where(
-                BookingCollaborator.grouped_booking_id == group,
-                BookingCollaborator.user_id == uid,
-            )
-        )
+        exists = records.find(self.s, BookingCollaborator, grouped_booking_id=group, user_id=uid)
         if exists is not None:
             return False
         self.s.add(
@@ -555,13 +527,13 @@ class _Scheduler:
                 continue
             owners.setdefault(group, uid)
             self._links(row, group, owners[group], created, ref)
-            exists = self.s.scalar(
-                select(Booking.id).where(
-                    Booking.grouped_booking_id == group,
-                    Booking.device_id == did,
-                    Booking.start_time == start,
-                    Booking.end_time == end,
-                )
+            exists = records.find(
+                self.s,
+                Booking,
+                grouped_booking_id=group,
+                device_id=did,
+                start_time=start,
+                end_time=end,
             )
             if exists is not None:
                 self.run.existing(t)
@@ -577,7 +549,8 @@ class _Scheduler:
                         f"imported as CONFLICTING (waitlisted)",
                     )
                     status = BookingStatus.CONFLICTING.value
-            self.s.add(
+            self.run.add(
+                t,
                 Booking(
                     grouped_booking_id=group,
                     device_id=did,
@@ -588,10 +561,8 @@ class _Scheduler:
                     comment=row.get("comment"),
                     created_at=created,
                     updated_at=created,
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def _clash(self, device_id: int, start: datetime, end: datetime) -> str | None:
         """What a live booking would collide with on its device: the first holding booking,
@@ -633,16 +604,13 @@ class _Scheduler:
                 self.run.skip(t, ref, f"owner {row.get('user_id')} is not in the source")
                 continue
             name = (clean(row.get("name")) or f"favourite {row['id']}")[:200]
-            exists = self.s.scalar(
-                select(BookingFavorite.id).where(
-                    BookingFavorite.user_id == owner, BookingFavorite.name == name
-                )
-            )
+            exists = records.find(self.s, BookingFavorite, user_id=owner, name=name)
             if exists is not None:
                 self.run.existing(t)
                 continue
             created = dt(row.get("created_at")) or utcnow()
-            self.s.add(
+            self.run.add(
+                t,
                 BookingFavorite(
                     user_id=owner,
                     name=name,
@@ -650,10 +618,8 @@ class _Scheduler:
                     device_snapshot=self._snapshot(js(row.get("device_snapshot"))),
                     created_at=created,
                     updated_at=dt(row.get("updated_at")) or created,
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def _snapshot(self, value: Any) -> list[Any]:
         items = value if isinstance(value, list) else [value] if value else []
@@ -705,7 +671,8 @@ class _Scheduler:
             accepted = dt(row.get("accepted_at"))
             handle = clean(row.get("handle"))
             accepted_user = records.user(self.s, handle) if accepted and handle else None
-            self.s.add(
+            self.run.add(
+                t,
                 Invitation(
                     email=email[:254],
                     handle=handle,
@@ -716,10 +683,8 @@ class _Scheduler:
                     accepted_at=accepted,
                     accepted_user_id=accepted_user.id if accepted_user else None,
                     created_at=dt(row.get("created_at")) or utcnow(),
-                )
+                ),
             )
-            self.s.flush()
-            self.run.created(t)
 
     def admin_audit_log(self) -> None:
         records.import_audit_log(
