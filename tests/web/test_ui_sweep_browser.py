@@ -246,6 +246,8 @@ def _check(page: Any, url: str, size: dict[str, int], errors: list[str]) -> list
                 f"{where}: the page scrolls sideways ({overflow['scroll']}px wide in a "
                 f"{overflow['width']}px window); sticking out: {', '.join(overflow['culprits'])}"
             )
+    # Fields folded away in <details> (typed slots, edit forms) count as well.
+    page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     problems += [f"{where}: field without a label: {f}" for f in page.evaluate(UNLABELLED_JS)]
     return problems
 
@@ -264,6 +266,38 @@ def test_every_main_page_fits_a_phone_and_labels_its_fields(page, make_user, db)
         for size in (PHONE, DESKTOP):
             problems += _check(page, url, size, errors)
     assert not problems, "\n".join(problems)
+
+
+def test_the_sweep_sees_a_wide_box_an_unlabelled_field_and_a_script_error(page, make_user):
+    """The checks above are not vacuous: each kind of fault is reported, naming the element."""
+    make_user("superadmin", username="ada", password=PASSWORD)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    browser_sign_in(page, "ada", PASSWORD)
+    page.route(
+        "**/profile",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/html",
+            body=(
+                "<!doctype html><main><div class='wide' style='width:900px'>x</div>"
+                "<label for='ok'>Fine</label><input id='ok'>"
+                "<label>Wrapped <select name='fine'></select></label>"
+                "<input aria-label='Also fine'>"
+                "<input type='hidden' name='skipped'>"
+                "<input name='nameless' placeholder='Search'>"
+                "<script>console.error('boom')</script></main>"
+            ),
+        ),
+    )
+    problems = _check(page, "/profile", PHONE, errors)
+    assert any("scrolls sideways" in p and "div.wide" in p for p in problems), problems
+    assert any("console error: boom" in p for p in problems), problems
+    unlabelled = [p for p in problems if "without a label" in p]
+    assert unlabelled == [
+        "/profile at 375px: field without a label: "
+        'input[type=text][name=nameless] placeholder="Search"'
+    ], problems
 
 
 def test_phone_screenshots(page, make_user, db):
