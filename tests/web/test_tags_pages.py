@@ -124,7 +124,16 @@ def test_members_see_tags_but_cannot_change_them(client, make_user, db):
         ).status_code
         == 200
     )
-    for url in ("/tags", "/tags/rules", "/tags/1/delete", "/tags/rules/1/delete"):
+    assert ">Edit<" not in page.text and "Turn off" not in page.text
+    for url in (
+        "/tags",
+        "/tags/rules",
+        "/tags/1/delete",
+        "/tags/rules/1/delete",
+        "/tags/1",
+        "/tags/rules/1",
+        "/tags/rules/1/active",
+    ):
         assert (
             client.post(url, data={"csrf_token": csrf, "name": "x"}, headers=HTML).status_code
             == 403
@@ -145,3 +154,143 @@ def test_query_count_does_not_grow_with_the_tags(client, make_user, db):
         db, None, names=["b", "c"], ports=[None] * 2, tags=tuple(f"t{i}" for i in range(15))
     )
     assert queries() == few
+
+
+def _tag(db, name: str) -> Tag:
+    with db.scope(write=False) as s:
+        return s.scalar(select(Tag).where(Tag.name == name))
+
+
+def test_a_tag_is_edited_in_place(client, make_user, db):
+    _lab(db)
+    csrf = _as(client, make_user, "admin", "tess")
+    lab = _tag(db, "lab")
+    page = client.get("/tags", headers=HTML).text
+    assert f'action="/tags/{lab.id}"' in page and 'aria-label="Edit the tag lab"' in page
+    r = client.post(
+        f"/tags/{lab.id}",
+        data={
+            "csrf_token": csrf,
+            "name": "bench",
+            "color": "#00aa55",
+            "description": "on the bench",
+        },
+        headers=HTML,
+    )
+    assert r.status_code == 200 and "The tag “bench” is saved" in r.text
+    assert "background: #00aa55" in r.text and "on the bench" in r.text
+    renamed = _tag(db, "bench")
+    assert renamed.id == lab.id and renamed.color == "#00aa55"
+    with db.scope(write=False) as s:  # the devices keep it under its new name
+        assert len(s.scalars(select(DeviceTag).where(DeviceTag.tag_id == lab.id)).all()) == 3
+    client.post("/tags", data={"csrf_token": csrf, "name": "core"}, headers=HTML)
+    # a taken name, a bad colour, no name: 4xx with the row's form open and the values kept
+    taken = client.post(
+        f"/tags/{lab.id}", data={"csrf_token": csrf, "name": "CORE", "color": ""}, headers=HTML
+    )
+    assert taken.status_code == 409 and "already" in taken.text
+    assert 'value="CORE"' in taken.text and '<details class="edit-panel" open>' in taken.text
+    bad = client.post(
+        f"/tags/{lab.id}", data={"csrf_token": csrf, "name": "bench", "color": "red"}, headers=HTML
+    )
+    assert bad.status_code == 422
+    empty = client.post(f"/tags/{lab.id}", data={"csrf_token": csrf, "name": ""}, headers=HTML)
+    assert empty.status_code == 422
+    assert _tag(db, "bench").color == "#00aa55"  # nothing changed
+    missing = client.post("/tags/999999", data={"csrf_token": csrf, "name": "x"}, headers=HTML)
+    assert missing.status_code == 404
+    assert client.post("/tags/abc", data={"csrf_token": csrf}, headers=HTML).status_code == 422
+
+
+def _rule_form(csrf: str, **extra: str) -> dict[str, str]:
+    return {
+        "csrf_token": csrf,
+        "name": "core boxes",
+        "tag": "core",
+        "op": "and",
+        "field_0": "name",
+        "operator_0": "startswith",
+        "value_0": "core",
+        "is_active": "1",
+        **extra,
+    }
+
+
+def _tagged(db, name: str) -> int:
+    with db.scope(write=False) as s:
+        tag_id = s.scalar(select(Tag.id).where(Tag.name == name))
+        return len(s.scalars(select(DeviceTag).where(DeviceTag.tag_id == tag_id)).all())
+
+
+def test_a_rule_is_switched_off_and_on_and_edited(client, make_user, db):
+    _lab(db)
+    csrf = _as(client, make_user, "admin", "tim")
+    client.post("/tags", data={"csrf_token": csrf, "name": "core"}, headers=HTML)
+    assert client.post("/tags/rules", data=_rule_form(csrf), headers=HTML).status_code == 200
+    with db.scope(write=False) as s:
+        rule_id = s.scalar(select(TagRule.id))
+    assert _tagged(db, "core") == 2
+
+    off = client.post(f"/tags/rules/{rule_id}/active", data={"csrf_token": csrf}, headers=HTML)
+    assert off.status_code == 200 and "is off" in off.text and "2 untagged" in off.text
+    assert _tagged(db, "core") == 0 and "inactive" in off.text and "Turn on" in off.text
+    on = client.post(
+        f"/tags/rules/{rule_id}/active", data={"csrf_token": csrf, "is_active": "1"}, headers=HTML
+    )
+    assert on.status_code == 200 and "is on" in on.text and _tagged(db, "core") == 2
+
+    # the form holds the saved rule, and the preview runs on it
+    form = client.get(f"/tags?edit_rule={rule_id}", headers=HTML)
+    assert form.status_code == 200
+    assert f'action="/tags/rules/{rule_id}"' in form.text and "Edit the rule" in form.text
+    assert (
+        'value="core boxes"' in form.text
+        and 'id="rule-value_0" name="value_0" type="text" value="core"' in form.text
+    )
+    assert 'hx-get="/tags/rules/preview"' in form.text or "Preview matching devices" in form.text
+    saved = client.post(
+        f"/tags/rules/{rule_id}",
+        data=_rule_form(csrf, name="edge boxes", value_0="edge"),
+        headers=HTML,
+    )
+    assert saved.status_code == 200, saved.text
+    assert "The rule “edge boxes” is saved: 1 devices tagged, 2 untagged" in saved.text
+    with db.scope(write=False) as s:
+        rules = s.scalars(select(TagRule)).all()
+    assert [(r.id, r.name) for r in rules] == [(rule_id, "edge boxes")]  # changed, not replaced
+    assert _tagged(db, "core") == 1
+
+    # a nested rule comes back as JSON
+    nested = {
+        "op": "or",
+        "rules": [
+            {"field": "name", "operator": "equals", "value": "edge-1"},
+            {"op": "and", "rules": [{"field": "name", "operator": "regex", "value": "-2$"}]},
+        ],
+    }
+    r = client.post(
+        f"/tags/rules/{rule_id}",
+        data=_rule_form(csrf, name="nested", rule_json=json.dumps(nested), is_active=""),
+        headers=HTML,
+    )
+    assert r.status_code == 200 and _tagged(db, "core") == 0  # saved inactive
+    form = client.get(f"/tags?edit_rule={rule_id}", headers=HTML).text
+    assert "regex" in form and "edge-1" in form and 'name="is_active" value="1" checked' not in form
+
+    # bad input: 4xx with the form kept, nothing changed
+    for data, status in (
+        (_rule_form(csrf, value_0="(", operator_0="regex"), 422),
+        (_rule_form(csrf, tag="no-such-tag"), 422),
+        (_rule_form(csrf, rule_json="{nope"), 422),
+        (_rule_form(csrf, name=""), 422),
+        ({"csrf_token": csrf, "name": "x", "tag": "core"}, 422),
+    ):
+        r = client.post(f"/tags/rules/{rule_id}", data=data, headers=HTML)
+        assert 400 <= r.status_code < 500 and r.status_code == status, (data, r.status_code)
+        assert f'action="/tags/rules/{rule_id}"' in r.text
+    with db.scope(write=False) as s:
+        assert s.scalar(select(TagRule.name)) == "nested"  # no bad post changed it
+    for url in ("/tags/rules/999999", "/tags/rules/999999/active"):
+        assert client.post(url, data=_rule_form(csrf), headers=HTML).status_code == 404
+    for query in ("edit_rule=999999", "edit_rule=0", "edit_rule=abc"):
+        assert 400 <= client.get(f"/tags?{query}", headers=HTML).status_code < 500

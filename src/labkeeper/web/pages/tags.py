@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, QueryParams
@@ -18,9 +18,9 @@ from starlette.datastructures import FormData, QueryParams
 from labkeeper.auth.deps import Principal, require
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
-from labkeeper.core.schemas import Id
+from labkeeper.core.schemas import MAX_ID, Id
 from labkeeper.inventory import repository, rules, service
-from labkeeper.inventory.schemas import TagCreate, TagRuleCreate
+from labkeeper.inventory.schemas import TagCreate, TagRuleCreate, TagRuleUpdate, TagUpdate
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
 from labkeeper.web.render import error_fields, page, redirect, text, validation_errors
 
@@ -69,6 +69,32 @@ def rule_tree(values: QueryParams | FormData) -> dict[str, Any]:
         raise Invalid("give at least one condition with a value", field="value_0")
     op = values.get("op")
     return {"op": op if op in rules.GROUP_OPS else "and", "rules": leaves}
+
+
+def rule_form_values(rule: Any, tag_name: str) -> dict[str, str]:
+    """The rule form's fields for a saved rule: its conditions when they fit the form (one
+    group of leaves), else the whole tree as JSON."""
+    tree = rule.rule if isinstance(rule.rule, dict) else {}
+    values = {"name": rule.name, "tag": tag_name, "op": "and"}
+    values["is_active"] = "1" if rule.is_active else ""
+    leaves = tree.get("rules") if "op" in tree else [tree]
+    simple = (
+        (not tree.get("negate") if "op" in tree else True)
+        and isinstance(leaves, list)
+        and 0 < len(leaves) <= CONDITIONS
+    )
+    simple = simple and all(isinstance(leaf, dict) and "op" not in leaf for leaf in leaves or [])
+    if not simple or not isinstance(leaves, list):
+        values["rule_json"] = json.dumps(tree, indent=1)
+        return values
+    values["op"] = str(tree.get("op", "and"))
+    for i, leaf in enumerate(leaves):
+        values[f"field_{i}"] = str(leaf.get("field", ""))
+        values[f"operator_{i}"] = str(leaf.get("operator", ""))
+        values[f"value_{i}"] = str(leaf.get("value", ""))
+        if leaf.get("negate"):
+            values[f"negate_{i}"] = "1"
+    return values
 
 
 def describe(tree: Any) -> str:
@@ -121,10 +147,28 @@ def _page(
 
 @router.get("/tags")
 def tags_page(
-    request: Request, session: DB, principal: Reader, paging: Paging, q: Filter = None
+    request: Request,
+    session: DB,
+    principal: Reader,
+    paging: Paging,
+    q: Filter = None,
+    edit_rule: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
-    """Tags with their colours and device counts, and the rules that apply them."""
-    return _page(request, session, principal, paging=paging, q=q)
+    """Tags with their colours and device counts, and the rules that apply them (`edit_rule`:
+    the rule form holds that rule, to change it)."""
+    if edit_rule is None:
+        return _page(request, session, principal, paging=paging, q=q)
+    rule, tag_name = service.get_rule(session, edit_rule)
+    return _page(
+        request,
+        session,
+        principal,
+        paging=paging,
+        q=q,
+        values=rule_form_values(rule, tag_name),
+        editing=rule.id,
+        open_rule=True,
+    )
 
 
 @router.post("/tags")
@@ -231,6 +275,74 @@ def rule_create(request: Request, session: DB, form: Form, principal: Writer) ->
     )
 
 
+@router.post("/tags/rules/{rule_id}")
+def rule_update(
+    request: Request, rule_id: Id, session: DB, form: Form, principal: Writer
+) -> Response:
+    """Change a tag rule; its tag is re-applied to every device at once."""
+    values = {k: text(form, k, limit=5000) for k in form if k != "csrf_token"}
+    errors: dict[str, str] = {}
+    status = 422
+    try:
+        tree = rule_tree(form)
+        data = TagRuleUpdate(
+            tag=values.get("tag", ""),
+            name=values.get("name", ""),
+            rule=tree,
+            is_active=bool(values.get("is_active")),
+        )
+        saved = service.update_rule(session, rule_id=rule_id, data=data, actor=principal)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+    except AppError as exc:
+        refused(request, session, principal, exc)
+        if exc.status == 404 and exc.details.get("field") is None:
+            raise
+        errors = error_fields(exc, {"tag", "name", "rule_json", "value_0"})
+        if "__all__" in errors and str(exc.details.get("field", "")).startswith("rule"):
+            errors = {"rule_json": errors["__all__"]}
+        status = exc.status if 400 <= exc.status < 500 else 422
+    else:
+        return redirect(
+            "/tags",
+            f"The rule “{saved['name']}” is saved: {saved['tagged']} devices tagged, "
+            f"{saved['untagged']} untagged.",
+        )
+    return _page(
+        request,
+        session,
+        principal,
+        paging=PageParams(),
+        status=status,
+        values=values,
+        errors=errors,
+        open_rule=True,
+        editing=rule_id,
+    )
+
+
+@router.post("/tags/rules/{rule_id}/active")
+def rule_switch(
+    request: Request, rule_id: Id, session: DB, form: Form, principal: Writer
+) -> Response:
+    """Turn a tag rule on or off (`is_active`: 1 or empty); its tag is re-applied at once."""
+    active = text(form, "is_active") in ("1", "on", "true", "yes")
+    try:
+        saved = service.update_rule(
+            session, rule_id=rule_id, data=TagRuleUpdate(is_active=active), actor=principal
+        )
+    except AppError as exc:
+        refused(request, session, principal, exc)
+        if exc.status == 404:
+            raise
+        return redirect("/tags", exc.message[:1].upper() + exc.message[1:], "error")
+    return redirect(
+        "/tags",
+        f"The rule “{saved['name']}” is {'on' if active else 'off'}: "
+        f"{saved['tagged']} devices tagged, {saved['untagged']} untagged.",
+    )
+
+
 @router.post("/tags/rules/{rule_id}/delete")
 def rule_delete(
     request: Request, rule_id: Id, session: DB, form: Form, principal: Writer
@@ -242,3 +354,40 @@ def rule_delete(
         refused(request, session, principal, exc)
         return redirect("/tags", exc.message[:1].upper() + exc.message[1:], "error")
     return redirect("/tags", f"The rule is deleted; {applied['untagged']} devices lost the tag.")
+
+
+# Last: "/tags/{tag_id}" would otherwise catch the posts to "/tags/rules".
+@router.post("/tags/{tag_id}")
+def tag_update(
+    request: Request, tag_id: Id, session: DB, form: Form, principal: Writer
+) -> Response:
+    """Rename a tag or change its colour or description."""
+    values = {k: text(form, k, limit=2000) for k in ("name", "color", "description")}
+    try:
+        data = TagUpdate(
+            name=values["name"],
+            color=values["color"] or None,
+            description=values["description"] or None,
+        )
+        row = service.update_tag(session, tag_id=tag_id, data=data, actor=principal)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        status = 422
+    except AppError as exc:
+        refused(request, session, principal, exc)
+        if exc.status == 404:
+            raise
+        errors = error_fields(exc, set(values))
+        status = exc.status if 400 <= exc.status < 500 else 422
+    else:
+        return redirect("/tags", f"The tag “{row.name}” is saved.")
+    return _page(
+        request,
+        session,
+        principal,
+        paging=PageParams(),
+        status=status,
+        edit_tag=tag_id,
+        edit_values=values,
+        edit_errors=errors,
+    )
