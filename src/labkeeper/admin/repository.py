@@ -13,7 +13,7 @@ from labkeeper.admin.models import AuditLog, Setting
 
 def setting_values(session: Session) -> dict[str, Any]:
     """Every stored setting's value by key (two columns: read on most requests)."""
-    return dict(session.execute(_SETTING_VALUES).tuples().all())
+    return {key: value for key, value in session.execute(_SETTING_VALUES)}
 
 
 _SETTING_VALUES = select(Setting.key, Setting.value)
