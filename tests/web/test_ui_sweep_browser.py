@@ -105,6 +105,17 @@ OVERFLOW_JS = """
 """
 
 
+# Navigation links (main menu, tab bars) a phone would hide off the edge of a scrolling bar.
+HIDDEN_NAV_JS = """
+() => Array.from(document.querySelectorAll('nav a'))
+  .filter((a) => {
+    const box = a.getBoundingClientRect();
+    return box.width > 0 && (box.right > window.innerWidth + 1 || box.left < -1);
+  })
+  .map((a) => `${a.closest('nav').getAttribute('aria-label') || 'nav'}: ${a.textContent.trim()}`)
+"""
+
+
 def _lab(db, admin) -> dict[str, Any]:
     """Devices with types, sites and tags behind one optical switch, a booking of the admin
     today, a maintenance window, a topology, a credential, a backup run and a scheduled job."""
@@ -165,12 +176,13 @@ def _lab(db, admin) -> dict[str, Any]:
             actor=actor,
         )
         gid = created["grouped_booking_id"]
+    drawing = chain(lab, ["d1", "d2", "d3"])
+    for i, node in enumerate(drawing["nodes"]):  # side by side, as someone would draw them
+        node.update(x=60.0 + 160.0 * i, y=80.0)
     with db.scope() as s:
         topology = topologies.create_topology(
             s,
-            data=TopologyCreate(
-                name="ring", description="three servers in a row", **chain(lab, ["d1", "d2", "d3"])
-            ),
+            data=TopologyCreate(name="ring", description="three servers in a row", **drawing),
             actor=actor,
         )
         topology_id = topology.id
@@ -246,6 +258,7 @@ def _check(page: Any, url: str, size: dict[str, int], errors: list[str]) -> list
                 f"{where}: the page scrolls sideways ({overflow['scroll']}px wide in a "
                 f"{overflow['width']}px window); sticking out: {', '.join(overflow['culprits'])}"
             )
+        problems += [f"{where}: link off the screen: {a}" for a in page.evaluate(HIDDEN_NAV_JS)]
     # Fields folded away in <details> (typed slots, edit forms) count as well.
     page.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     problems += [f"{where}: field without a label: {f}" for f in page.evaluate(UNLABELLED_JS)]
