@@ -8,6 +8,7 @@ Saves docs/screenshots/phone-dashboard.png, phone-timeline.png and phone-devices
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -188,7 +189,13 @@ def _lab(db, admin) -> dict[str, Any]:
         topology_id = topology.id
     add_credential(db, "lab-routers", tags={"lab": 100, "core": 50})
     job_devices = add_devices(db, None, names=["nowhere-1", "nowhere-2"], ports=[None, None])
-    run = backup_now(db, device_ids=job_devices)
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one,
+    # and the backup task runs its collection with asyncio.run().
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(backup_now(db, device_ids=job_devices)))
+    worker.start()
+    worker.join()
+    run = done[0]
     with db.scope() as s:
         backups.create_scheduled_job(
             s,
