@@ -72,10 +72,14 @@ def relative(value: datetime | None, now: datetime | None = None) -> str:
     return ""
 
 
+def sentence(text: str) -> str:
+    """A message as a sentence on a page: 'the device is busy' -> 'The device is busy'."""
+    return text[:1].upper() + text[1:]
+
+
 def humanize(key: str) -> str:
     """'lockout_minutes' -> 'Lockout minutes'."""
-    text = key.replace("_", " ").replace(".", " ").strip()
-    return text[:1].upper() + text[1:]
+    return sentence(key.replace("_", " ").replace(".", " ").strip())
 
 
 templates.env.filters["dt"] = format_dt
@@ -318,7 +322,7 @@ def validation_errors(exc: ValidationError) -> dict[str, str]:
             )
         elif err.get("type") == "string_pattern_mismatch" and field == "discord_id":
             message = "A Discord id is the 5 to 32 digit number Discord shows in developer mode"
-        errors.setdefault(field, message[:1].upper() + message[1:])
+        errors.setdefault(field, sentence(message))
     return errors
 
 
@@ -326,8 +330,8 @@ def error_fields(exc: AppError, known: set[str] | None = None) -> dict[str, str]
     """Field -> message of a domain error (`details.field`), or a form-wide message."""
     field = exc.details.get("field")
     if isinstance(field, str) and (known is None or field in known):
-        return {field: exc.message[:1].upper() + exc.message[1:]}
-    return {"__all__": exc.message[:1].upper() + exc.message[1:]}
+        return {field: sentence(exc.message)}
+    return {"__all__": sentence(exc.message)}
 
 
 def query_string(params: dict[str, Any]) -> str:

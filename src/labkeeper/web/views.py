@@ -76,6 +76,7 @@ from labkeeper.web.render import (
     query_string,
     redirect,
     safe_next,
+    sentence,
     text,
     validation_errors,
 )
@@ -188,7 +189,7 @@ def login_submit(request: Request, session: DB, form: Form, _: Anyone) -> Respon
             next_url=next_url,
             form_token=form_token(request),
             values=values,
-            errors={"__all__": message[:1].upper() + message[1:]},
+            errors={"__all__": sentence(message)},
         )
     response = redirect(next_url)
     response.set_cookie(
@@ -607,7 +608,7 @@ def _user_action(
         user = action()
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect(back, exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect(back, sentence(exc.message), "error")
     return redirect(back, done.format(user=user.username))
 
 
@@ -1010,7 +1011,7 @@ def _html_errors(app: FastAPI) -> None:
         if isinstance(exc, Unauthenticated):
             return _sign_in_redirect(request)
         title = TITLES.get(exc.status, "That did not work")
-        message = exc.message[:1].upper() + exc.message[1:]
+        message = sentence(exc.message)
         if isinstance(exc, CsrfFailed):
             title = "This form has expired"
             message = "The page was open too long or in another session. Reload it and try again."

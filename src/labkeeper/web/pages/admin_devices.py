@@ -38,6 +38,7 @@ from labkeeper.web.render import (
     lab_timezone,
     page,
     redirect,
+    sentence,
     text,
     validation_errors,
 )
@@ -228,7 +229,7 @@ def _set_status(
         )
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect("/admin/devices", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/admin/devices", sentence(exc.message), "error")
     what = "retired: it can no longer be booked" if status == "retired" else "available again"
     return redirect("/admin/devices", f"Device {device.name} is {what}.")
 
@@ -394,7 +395,7 @@ def end_maintenance(
             session,
             principal,
             PageParams(),
-            errors={"__all__": exc.message[:1].upper() + exc.message[1:]},
+            errors={"__all__": sentence(exc.message)},
             status=exc.status,
         )
     return redirect("/admin/maintenance", f"Maintenance of {window['device_name']} ended.")

@@ -23,7 +23,7 @@ from labkeeper.booking.schemas import MAX_BULK, Decision, Decline
 from labkeeper.core.errors import AppError
 from labkeeper.core.time import utcnow
 from labkeeper.web.deps import DB, Form, Paging, refused
-from labkeeper.web.render import page, redirect, text, validation_errors
+from labkeeper.web.render import page, redirect, sentence, text, validation_errors
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,7 +137,7 @@ def _decide(
             principal,
             paging,
             status=exc.status,
-            errors={"__all__": exc.message[:1].upper() + exc.message[1:]},
+            errors={"__all__": sentence(exc.message)},
             chosen=ids,
             reason=reason,
         )
@@ -255,7 +255,7 @@ def decline_conflict(
             principal,
             paging,
             status=exc.status,
-            errors={"__all__": exc.message[:1].upper() + exc.message[1:]},
+            errors={"__all__": sentence(exc.message)},
         )
     promoted = len(done["promoted"])
     extra = (

@@ -32,6 +32,7 @@ from labkeeper.web.render import (
     lab_timezone,
     page,
     redirect,
+    sentence,
     text,
     validation_errors,
 )
@@ -95,10 +96,6 @@ def _moment(form: FormData, name: str, tz: str, errors: dict[str, str]) -> datet
 def _local(value: datetime | None, tz: str) -> str:
     """A time as a `datetime-local` input value in the lab's time zone."""
     return format_dt(value, tz, "%Y-%m-%dT%H:%M") if value else ""
-
-
-def _message(exc: AppError) -> str:
-    return exc.message[:1].upper() + exc.message[1:]
 
 
 def conflict_lines(exc: AppError, names: dict[int, str], tz: str) -> list[str]:
@@ -267,8 +264,8 @@ def _refusal(
     """Show a refused action on the group's page, with what it collides with."""
     refused(request, session, principal, exc)
     field = exc.details.get("field") if isinstance(exc.details, dict) else None
-    errors = {field: _message(exc)} if isinstance(field, str) and field in values else {}
-    errors["__all__"] = _message(exc)
+    errors = {field: sentence(exc.message)} if isinstance(field, str) and field in values else {}
+    errors["__all__"] = sentence(exc.message)
     try:
         group = bookings.get_group(session, grouped_booking_id=gid, actor=principal)
         names = {b["device_id"]: b["device_name"] for b in group["bookings"]}
@@ -507,7 +504,7 @@ def book_favorite(
             "upcoming",
             paging,
             status=exc.status,
-            errors={"__all__": _message(exc)},
+            errors={"__all__": sentence(exc.message)},
             favorite_id=fid,
             values=values,
             conflicts=conflict_lines(exc, names, tz),
@@ -534,6 +531,6 @@ def delete_favorite(
             "upcoming",
             PageParams(),
             status=exc.status,
-            errors={"__all__": _message(exc)},
+            errors={"__all__": sentence(exc.message)},
         )
     return redirect("/bookings", "Favorite removed.")

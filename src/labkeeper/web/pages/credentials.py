@@ -20,7 +20,7 @@ from labkeeper.core.errors import AppError
 from labkeeper.core.pagination import PageParams, fetch_page
 from labkeeper.core.schemas import Id
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
-from labkeeper.web.render import error_fields, page, redirect, text, validation_errors
+from labkeeper.web.render import error_fields, page, redirect, sentence, text, validation_errors
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,7 +103,7 @@ def credential_create(request: Request, session: DB, form: Form, principal: Writ
     try:
         tags = parse_tags(values["tags"])
     except ValueError as exc:
-        errors["tags"] = str(exc)[:1].upper() + str(exc)[1:]
+        errors["tags"] = sentence(str(exc))
         tags = []
     if _secret(form, "password") is None:
         errors["password"] = "Enter the password the devices accept"  # noqa: S105
@@ -191,7 +191,7 @@ def credential_update(
     try:
         changes["tags"] = parse_tags(values["tags"])
     except ValueError as exc:
-        errors["tags"] = str(exc)[:1].upper() + str(exc)[1:]
+        errors["tags"] = sentence(str(exc))
     for name in SECRET_FIELDS:
         given = _secret(form, name)
         if given is not None:
@@ -224,5 +224,5 @@ def credential_delete(
         service.delete_credential(session, credential_id=credential_id, actor=principal)
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect("/credentials", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/credentials", sentence(exc.message), "error")
     return redirect("/credentials", "The credential is deleted.")

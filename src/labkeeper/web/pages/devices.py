@@ -30,7 +30,7 @@ from labkeeper.inventory import service as devices_service
 from labkeeper.inventory.models import DEVICE_STATUSES
 from labkeeper.inventory.schemas import OwnerAssign
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
-from labkeeper.web.render import error_fields, page, redirect, text, validation_errors
+from labkeeper.web.render import error_fields, page, redirect, sentence, text, validation_errors
 
 router = APIRouter(include_in_schema=False)
 
@@ -274,9 +274,7 @@ def owner_revoke(
         refused(request, session, principal, exc)
         if exc.code == "not_found" and "user_id" not in exc.details:
             raise
-        return redirect(
-            f"/devices/{device_id}#owners-title", exc.message[:1].upper() + exc.message[1:], "error"
-        )
+        return redirect(f"/devices/{device_id}#owners-title", sentence(exc.message), "error")
     return redirect(
         f"/devices/{device_id}#owners-title", f"{view['username']} no longer owns this device."
     )

@@ -30,6 +30,7 @@ from labkeeper.web.render import (
     page,
     query_string,
     redirect,
+    sentence,
     templates,
     text,
     validation_errors,
@@ -423,7 +424,7 @@ def _job_action(
         )
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect("/jobs/scheduled", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/jobs/scheduled", sentence(exc.message), "error")
     word = "enabled" if job.enabled else "disabled; it keeps its settings"
     return redirect("/jobs/scheduled", f"“{job.name}” is {word}.")
 
@@ -500,5 +501,5 @@ def run_cancel(
         service.cancel(session, job_log_id=job_log_id, actor=principal)
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect(f"/jobs/{job_log_id}", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect(f"/jobs/{job_log_id}", sentence(exc.message), "error")
     return redirect(f"/jobs/{job_log_id}", "Cancelling: the run stops at its next step.", "info")

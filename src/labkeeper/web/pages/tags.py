@@ -22,7 +22,7 @@ from labkeeper.core.schemas import MAX_ID, Id
 from labkeeper.inventory import repository, rules, service
 from labkeeper.inventory.schemas import TagCreate, TagRuleCreate, TagRuleUpdate, TagUpdate
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
-from labkeeper.web.render import error_fields, page, redirect, text, validation_errors
+from labkeeper.web.render import error_fields, page, redirect, sentence, text, validation_errors
 
 router = APIRouter(include_in_schema=False)
 
@@ -210,7 +210,7 @@ def tag_delete(
         service.delete_tag(session, tag_id=tag_id, force=bool(form.get("force")), actor=principal)
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect("/tags", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/tags", sentence(exc.message), "error")
     return redirect("/tags", "The tag is deleted.")
 
 
@@ -222,7 +222,7 @@ def rule_preview(request: Request, session: DB, principal: Reader) -> Response:
     try:
         matches = service.preview_rule(session, tree=rule_tree(request.query_params))
     except AppError as exc:
-        error = exc.message[:1].upper() + exc.message[1:]
+        error = sentence(exc.message)
     htmx = request.headers.get("hx-request") == "true"
     return page(
         request,
@@ -335,7 +335,7 @@ def rule_switch(
         refused(request, session, principal, exc)
         if exc.status == 404:
             raise
-        return redirect("/tags", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/tags", sentence(exc.message), "error")
     return redirect(
         "/tags",
         f"The rule “{saved['name']}” is {'on' if active else 'off'}: "
@@ -352,7 +352,7 @@ def rule_delete(
         applied = service.delete_rule(session, rule_id=rule_id, actor=principal)
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect("/tags", exc.message[:1].upper() + exc.message[1:], "error")
+        return redirect("/tags", sentence(exc.message), "error")
     return redirect("/tags", f"The rule is deleted; {applied['untagged']} devices lost the tag.")
 
 

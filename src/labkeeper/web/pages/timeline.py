@@ -35,6 +35,7 @@ from labkeeper.web.render import (
     page,
     query_string,
     redirect,
+    sentence,
     templates,
     text,
     validation_errors,
@@ -457,7 +458,7 @@ def book(request: Request, session: DB, form: Form, principal: Booker) -> Respon
         conflicts = exc.details.get("conflicts") if exc.code == "booking_conflict" else None
         field_name = exc.details.get("field")
         key = "collaborators" if field_name == "collaborators" else "__all__"
-        cart.errors[key] = exc.message[:1].upper() + exc.message[1:]
+        cart.errors[key] = sentence(exc.message)
         return _result(
             request,
             session,
@@ -509,7 +510,7 @@ def check(request: Request, session: DB, form: Form, principal: Booker) -> Respo
                     session, device_id=item.device_id, start=item.start, end=item.end
                 )
             except AppError as exc:
-                entry["problem"] = exc.message[:1].upper() + exc.message[1:]
+                entry["problem"] = sentence(exc.message)
                 status = 422
             else:
                 if not answer["bookable"]:

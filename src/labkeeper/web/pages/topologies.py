@@ -45,6 +45,7 @@ from labkeeper.web.render import (
     page,
     query_string,
     redirect,
+    sentence,
     templates,
     text,
     validation_errors,
@@ -114,10 +115,6 @@ def _graph(form: FormData) -> tuple[list[Any], list[Any]] | None:
     if not isinstance(nodes, list) or not isinstance(edges, list):
         return None
     return nodes, edges
-
-
-def _message(exc: AppError) -> str:
-    return exc.message[:1].upper() + exc.message[1:]
 
 
 def _palette(session: DB) -> list[dict[str, Any]]:
@@ -587,7 +584,7 @@ def topology_delete(
         service.delete_topology(session, topology_id=topology_id, actor=principal)
     except AppError as exc:
         refused(request, session, principal, exc)
-        return redirect(f"/topologies/{topology_id}", _message(exc), "error")
+        return redirect(f"/topologies/{topology_id}", sentence(exc.message), "error")
     return redirect("/topologies", "The topology is deleted.")
 
 
@@ -672,7 +669,7 @@ def _decide(
         refused(request, session, principal, exc)
         if exc.status == 404:
             raise
-        return redirect(f"/topologies/{topology_id}", _message(exc), "error")
+        return redirect(f"/topologies/{topology_id}", sentence(exc.message), "error")
     return redirect(
         f"/topologies/{topology_id}", "The topology is approved." if approve else "It is rejected."
     )
@@ -724,7 +721,7 @@ def topology_book(
         if isinstance(field, str) and field.endswith((".start", ".end")):
             field = field.rsplit(".", 1)[1]
         key = f"book.{field}" if isinstance(field, str) and field in known else "book.__all__"
-        errors = {key: _message(exc)}
+        errors = {key: sentence(exc.message)}
         return _form_failed(request, session, principal, topology_id, values, errors, exc.status)
     gid = created["grouped_booking_id"]
     state = STATUS_LABELS.get(str(created.get("status")), str(created.get("status")).lower())
