@@ -27,6 +27,7 @@ from labkeeper.core import audit, migrate
 from labkeeper.core.db import SAFE_METHODS, Database, make_engine
 from labkeeper.core.errors import AppError
 from labkeeper.core.observability import LATENCY, REQUESTS
+from labkeeper.core.routing import Route, include
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -68,9 +69,7 @@ def _record_failure(request: Request, exc: AppError) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(_record_failure, request, exc)
+        _record_failure(request, exc)  # inline, like the request itself (core.routing)
         headers = {}
         if exc.status == 429 and "retry_after" in exc.details:
             headers["Retry-After"] = str(exc.details["retry_after"])
@@ -190,8 +189,7 @@ def _routers(app: FastAPI) -> None:
 
     app.state.included = []
     for router in (auth_router, admin_router, *_optional_routers()):
-        app.include_router(router, prefix=API_PREFIX)
-        app.state.included.append((API_PREFIX, router))
+        include(app, router, API_PREFIX)
 
 
 def iter_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
@@ -267,6 +265,7 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.router.route_class = Route  # /healthz and the like run inline too
     app.state.settings = settings
     app.state.db = database
     _install_error_handlers(app)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import Body, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from labkeeper.admin import repository, service
@@ -18,6 +18,7 @@ from labkeeper.auth.deps import Principal, require
 from labkeeper.auth.permissions import AUTHENTICATED
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, AwareDatetime
 
 router = APIRouter()

@@ -196,7 +196,7 @@ def require(permission: str) -> Callable[..., Any]:
     if permission not in PERMISSIONS and permission not in (PUBLIC, AUTHENTICATED):
         raise ValueError(f"unknown permission {permission!r}")
 
-    def dependency(request: Request, session: DbSession) -> Any:
+    async def dependency(request: Request, session: DbSession) -> Any:
         principal = authenticate(request, session)
         if permission == PUBLIC:
             return principal

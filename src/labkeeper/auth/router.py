@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from labkeeper.auth import repository, service
 from labkeeper.auth.deps import COOKIE_NAME, Principal, cookie_value, require
@@ -31,6 +31,7 @@ from labkeeper.auth.schemas import (
 from labkeeper.core.db import DbSession
 from labkeeper.core.errors import RateLimited
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter, blocking
 from labkeeper.core.schemas import Id
 
 router = APIRouter()
@@ -47,6 +48,7 @@ def _limiter(request: Request) -> SlidingWindow:
 
 
 @router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
+@blocking  # argon2
 def login(
     body: LoginRequest,
     request: Request,
@@ -132,6 +134,7 @@ def update_me(
 
 
 @router.post("/auth/password", status_code=204, tags=["auth"])
+@blocking  # argon2
 def change_password(
     body: PasswordChange,
     session: DB,
@@ -196,6 +199,7 @@ def list_users(
 
 
 @router.post("/users", response_model=UserRead, status_code=201, tags=["users"])
+@blocking  # argon2
 def create_user(
     body: UserCreate, session: DB, principal: Annotated[Principal, Depends(require("users:write"))]
 ) -> Any:
@@ -288,6 +292,7 @@ def revoke_invitation(
 
 
 @router.post("/invitations/accept", response_model=UserRead, status_code=201, tags=["users"])
+@blocking  # argon2
 def accept_invitation(
     body: InvitationAccept,
     request: Request,

@@ -146,26 +146,16 @@ def _permission_list(role: str, status: str, overrides: tuple[tuple[str, bool], 
 
 
 def user_row_view(row: Any) -> dict[str, Any]:
-    """A row of `repository.user_rows_query` as the API shows a user."""
-    role = row.role or "viewer"
-    status = row.role_status or "active"
-    overrides = row.permission_overrides
-    return {
-        "id": row.id,
-        "username": row.username,
-        "email": row.email,
-        "full_name": row.full_name,
-        "discord_id": row.discord_id,
-        "is_active": row.is_active,
-        "role": role,
-        "role_status": status,
-        "permissions": _permission_list(role, status, tuple(sorted((overrides or {}).items()))),
-        "permission_overrides": overrides,
-        "approval_limits": row.approval_limits,
-        "created_at": row.created_at,
-        "last_login_at": row.last_login_at,
-        "locked_until": row.locked_until,
-    }
+    """A row of `repository.user_rows_query` as the API shows a user (its columns are named
+    as the API names them, so the row's mapping is most of the answer)."""
+    view = dict(row._mapping)
+    role = view["role"] = view["role"] or "viewer"
+    status = view["role_status"] = view["role_status"] or "active"
+    overrides = view["permission_overrides"]
+    view["permissions"] = _permission_list(
+        role, status, tuple(sorted(overrides.items())) if overrides else ()
+    )
+    return view
 
 
 def get_user(session: Session, user_id: int) -> tuple[User, RoleAssignment | None]:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import AfterValidator
 
@@ -31,6 +31,7 @@ from labkeeper.backups.schemas import (
 )
 from labkeeper.core.db import Database, DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, AwareDatetime, Id
 from labkeeper.jobs import service as jobs
 from labkeeper.jobs.schemas import JobEntryRead, JobRunRead

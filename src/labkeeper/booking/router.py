@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from labkeeper.auth.deps import Principal, require
@@ -45,6 +45,7 @@ from labkeeper.booking.schemas import (
 )
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, AwareDatetime, Id
 
 router = APIRouter()

@@ -7,7 +7,7 @@ wrapper (`session_scope`) are the only places that commit. Services only `flush(
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -165,11 +165,13 @@ def is_deadlock(exc: BaseException) -> bool:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def session_dependency(request: Request) -> Iterator[Session]:
+async def session_dependency(request: Request) -> AsyncIterator[Session]:
     """FastAPI dependency: the request's one transaction, committed here and only here.
 
-    Safe methods get a read session (on SQLite it does not take the write lock). A domain error
-    that asks for it (`AppError.commit`, e.g. a counted login failure) still commits.
+    It runs where the route runs (see `labkeeper.core.routing`): its database calls are plain
+    blocking calls, made inline and never across an await. Safe methods get a read session (on
+    SQLite it does not take the write lock). A domain error that asks for it (`AppError.commit`,
+    e.g. a counted login failure) still commits.
     """
     from labkeeper.core.errors import AppError
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 
 from labkeeper.auth.deps import Principal, require
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, AwareDatetime, Id
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository, service
@@ -182,7 +183,7 @@ def delete_device_type(type_id: Id, session: DB, principal: Writer) -> Response:
 # -- devices -----------------------------------------------------------------------------------
 
 
-def _device_filters(
+async def _device_filters(
     q: Annotated[
         str | None,
         Query(max_length=100, description="Part of name, hostname, address, serial or model"),

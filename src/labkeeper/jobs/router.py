@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 
 from labkeeper.auth.deps import Principal, require
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, AwareDatetime, Id
 from labkeeper.jobs import repository, service
 from labkeeper.jobs.schemas import (
@@ -27,7 +28,7 @@ else:
 TaskName = Annotated[str, Path(min_length=1, max_length=100, description="Task name")]
 
 
-def _run_filters(
+async def _run_filters(
     status: RunStatus | None = None,
     job_type: Annotated[str | None, Query(max_length=100)] = None,
     device_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from labkeeper.auth.deps import Principal, require
 from labkeeper.core.db import DbSession
+from labkeeper.core.routing import APIRouter
 from labkeeper.notify import service
 from labkeeper.notify.schemas import TestNotification, TestQueued
 

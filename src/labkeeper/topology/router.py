@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 
 from labkeeper.auth.deps import Principal, require
 from labkeeper.auth.permissions import AUTHENTICATED
 from labkeeper.booking.schemas import BookingCreated
 from labkeeper.core.db import DbSession
 from labkeeper.core.pagination import Page, PageParams, fetch_page, page_params
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, Id
 from labkeeper.topology import repository, service
 from labkeeper.topology.schemas import (

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Annotated, Any, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -58,6 +58,7 @@ from labkeeper.core.errors import (
     Unauthenticated,
 )
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter, blocking, include
 from labkeeper.core.schemas import Id
 from labkeeper.core.security import constant_eq, token_hash
 from labkeeper.core.time import utcnow
@@ -126,6 +127,7 @@ def login_page(
 
 
 @router.post("/login")
+@blocking  # argon2
 def login_submit(request: Request, session: DB, form: Form, _: Anyone) -> Response:
     """Check the password, set the session cookie and go on to the page asked for."""
     next_url = safe_next(text(form, "next", limit=2000))
@@ -246,6 +248,7 @@ def invitation_page(request: Request, token: InviteToken, session: DB, _: Anyone
 
 
 @router.post("/invite/{token}")
+@blocking  # argon2
 def invitation_accept(
     request: Request, token: InviteToken, session: DB, form: Form, _: Anyone
 ) -> Response:
@@ -376,6 +379,7 @@ def profile_update(request: Request, session: DB, form: Form, principal: SignedI
 
 
 @router.post("/profile/password")
+@blocking  # argon2
 def password_change(request: Request, session: DB, form: Form, principal: SignedIn) -> Response:
     """Change your password; your other sign-ins end."""
     current, new, confirm = (
@@ -551,6 +555,7 @@ def users_page(
 
 
 @router.post("/admin/users")
+@blocking  # argon2
 def user_create(request: Request, session: DB, form: Form, principal: UsersWriter) -> Response:
     """Create an account with a role and a first password."""
     fields = ("username", "email", "full_name", "role", "password")
@@ -1085,8 +1090,7 @@ def install(app: FastAPI) -> None:
     """Serve the pages and our static files, and answer browsers' errors with pages."""
     routers = [router, *_page_routers()]
     for page_router in routers:
-        app.include_router(page_router)
-        app.state.included.append(("", page_router))  # walked by iter_routes and the tests
+        include(app, page_router)
     app.state.web_pages = frozenset(
         r.path
         for page_router in routers

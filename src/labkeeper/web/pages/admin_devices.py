@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from labkeeper.booking import maintenance
 from labkeeper.booking.schemas import MaintenanceCreate
 from labkeeper.core.errors import AppError
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import Id
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -21,6 +21,7 @@ from labkeeper.booking import repository as booking_repository
 from labkeeper.booking import service as bookings
 from labkeeper.booking.schemas import MAX_BULK, Decision, Decline
 from labkeeper.core.errors import AppError
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.time import utcnow
 from labkeeper.web.deps import DB, Form, Paging, refused
 from labkeeper.web.render import page, redirect, sentence, text, validation_errors

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -24,6 +24,7 @@ from labkeeper.booking.repository import LIVE
 from labkeeper.booking.schemas import FavoriteBook, FavoriteCreate, GroupUpdate, RebookBody
 from labkeeper.core.errors import AppError
 from labkeeper.core.pagination import PageParams
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID
 from labkeeper.core.time import utcnow
 from labkeeper.web.deps import DB, Form, Paging, SignedIn, refused

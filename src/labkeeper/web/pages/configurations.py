@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from labkeeper.auth.deps import Principal, require
@@ -20,6 +20,7 @@ from labkeeper.backups import repository, service
 from labkeeper.backups.schemas import BackupRunCreate, single_line
 from labkeeper.core.errors import AppError, Invalid, NotFound
 from labkeeper.core.pagination import fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, Id
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
 from labkeeper.web.render import page, query_string, redirect

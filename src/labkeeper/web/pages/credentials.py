@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -18,6 +18,7 @@ from labkeeper.backups import repository, service
 from labkeeper.backups.schemas import CredentialCreate, CredentialUpdate
 from labkeeper.core.errors import AppError
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import Id
 from labkeeper.web.deps import DB, Filter, Form, Paging, refused
 from labkeeper.web.render import error_fields, page, redirect, sentence, text, validation_errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from labkeeper.booking import service as bookings
 from labkeeper.booking.repository import LIVE, NOT_BOOKABLE
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import Id
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory

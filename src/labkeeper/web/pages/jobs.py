@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -20,6 +20,7 @@ from labkeeper.backups import service as backups
 from labkeeper.backups.schemas import ScheduledJobCreate, ScheduledJobUpdate
 from labkeeper.core.errors import AppError
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import Id
 from labkeeper.jobs import repository, service
 from labkeeper.jobs.context import LEVELS

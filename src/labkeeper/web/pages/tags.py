@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, QueryParams
@@ -18,6 +18,7 @@ from starlette.datastructures import FormData, QueryParams
 from labkeeper.auth.deps import Principal, require
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import MAX_ID, Id
 from labkeeper.inventory import repository, rules, service
 from labkeeper.inventory.schemas import TagCreate, TagRuleCreate, TagRuleUpdate, TagUpdate

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -26,6 +26,7 @@ from labkeeper.booking import service as bookings
 from labkeeper.booking.schemas import MAX_ITEMS, BookingCreate, BookingItem
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory
 from labkeeper.web.deps import DB, Filter, Form, refused

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import Field, ValidationError
 from starlette.datastructures import FormData
@@ -25,6 +25,7 @@ from labkeeper.auth.deps import Principal, require
 from labkeeper.booking import service as bookings
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
+from labkeeper.core.routing import APIRouter
 from labkeeper.core.schemas import Body, Id
 from labkeeper.core.time import utcnow
 from labkeeper.topology import repository, service
