@@ -7,6 +7,7 @@ wrapper (`session_scope`) are the only places that commit. Services only `flush(
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastapi import Depends
 from sqlalchemy import JSON, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from starlette.requests import Request
@@ -62,6 +64,34 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def _socket_of(dbapi_conn: Any) -> int | None:
+    """The socket of a psycopg or PyMySQL connection, or None when it has none (closed)."""
+    try:
+        if hasattr(dbapi_conn, "_sock"):  # PyMySQL
+            sock = dbapi_conn._sock
+            return None if sock is None else int(sock.fileno())
+        return int(dbapi_conn.fileno())  # psycopg
+    except Exception:  # OSError, or psycopg's OperationalError once it is closed
+        return None
+
+
+def _check_alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Before a pooled connection is handed out, make sure the server has not closed it.
+
+    An idle connection has nothing to read; a server that restarted, timed it out or killed it
+    has closed the socket (or left a last error message in it), which makes it readable. One
+    poll() with no wait tells, instead of a `SELECT 1` round trip on every checkout (SQLAlchemy's
+    pre-ping). A stale connection raises DisconnectionError: the pool drops it and connects anew.
+    """
+    fd = _socket_of(dbapi_conn)
+    if fd is None or fd < 0:
+        raise DisconnectionError("the connection is closed")
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection")
+
+
 def make_engine(url: str, *, pool_size: int = 20, null_pool: bool = False) -> Engine:
     """Create an engine with the settings each backend needs to behave well under load."""
     parsed = make_url(url)
@@ -74,7 +104,6 @@ def make_engine(url: str, *, pool_size: int = 20, null_pool: bool = False) -> En
         kwargs["pool_size"] = pool_size
         kwargs["max_overflow"] = pool_size
     else:
-        kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = pool_size
         kwargs["max_overflow"] = pool_size
         # Never freeze for 30 s when the pool runs dry: fail fast and let the client retry.
@@ -90,6 +119,8 @@ def make_engine(url: str, *, pool_size: int = 20, null_pool: bool = False) -> En
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
+    else:
+        event.listen(engine, "checkout", _check_alive)
     return engine
 
 
