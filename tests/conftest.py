@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from labkeeper.admin.service import forget_snapshot as forget_settings_snapshot
 from labkeeper.config import Settings, get_settings
 from labkeeper.core import migrate
 from labkeeper.core.db import Database, make_engine
@@ -139,6 +140,7 @@ def db(database: Database) -> Iterator[Database]:
     """The backend's database, emptied before the test."""
     reset_caches()
     _truncate(database)
+    forget_settings_snapshot()
     yield database
 
 

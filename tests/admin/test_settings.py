@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import time
 
-from labkeeper.admin.models import AuditLog
+from sqlalchemy import select, update
+
+from labkeeper.admin.models import AuditLog, Setting
 
 
 def setting(client, headers, key):
@@ -98,3 +100,28 @@ def test_only_settings_writers_change_settings(client, make_user):
         "/api/v1/settings/general.lab_name", headers=approver.headers, json={"value": "x"}
     )
     assert r.status_code == 403
+
+
+def test_a_change_here_applies_at_once_and_one_elsewhere_within_the_snapshot_time(db):
+    from labkeeper.admin import service
+    from labkeeper.core.audit import SYSTEM
+
+    with db.scope(write=False) as s:
+        before = service.get(s, "booking.max_duration_hours")
+    # Through the service (this process): the next reader sees it, no waiting.
+    with db.scope() as s:
+        service.put(s, key="booking.max_duration_hours", value=before + 1, actor=SYSTEM)
+        assert service.get(s, "booking.max_duration_hours") == before + 1  # its own write
+    with db.scope(write=False) as s:
+        assert service.get(s, "booking.max_duration_hours") == before + 1
+    # Behind this process's back (as another server process would): seen once the snapshot
+    # is older than SNAPSHOT_SECONDS.
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(Setting)
+            .where(Setting.key == "booking.max_duration_hours")
+            .values(value=before + 2)
+        )
+    time.sleep(service.SNAPSHOT_SECONDS + 0.1)
+    with db.scope(write=False) as s:
+        assert service.get(s, "booking.max_duration_hours") == before + 2

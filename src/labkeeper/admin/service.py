@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,9 +13,31 @@ from labkeeper.admin.models import Setting
 from labkeeper.admin.registry import REGISTRY, SettingDef
 from labkeeper.core import audit
 from labkeeper.core.audit import MASK, Actor
+from labkeeper.core.db import after_commit
 from labkeeper.core.errors import Invalid, NotFound
 
 _CACHE = "settings_cache"
+_CHANGED = "settings_changed"
+# Settings change rarely and are read on most requests. Each process keeps one snapshot and
+# reads the table again at most every SNAPSHOT_SECONDS, so a change made through another
+# process shows within that; a change made here drops the snapshot once it commits.
+SNAPSHOT_SECONDS = 1.0
+_snapshot: tuple[float, dict[str, Any]] | None = None
+
+
+def forget_snapshot() -> None:
+    """Read the settings table again on next use (after a change, or a test's reset)."""
+    global _snapshot
+    _snapshot = None
+
+
+def changed(session: Session) -> None:
+    """Note that this transaction wrote settings: it reads its own writes from now on, and
+    every reader sees them once it commits."""
+    session.info.pop(_CACHE, None)
+    if not session.info.get(_CHANGED):
+        session.info[_CHANGED] = True
+        after_commit(session, forget_snapshot)
 
 
 def _definition(key: str) -> SettingDef:
@@ -25,10 +48,19 @@ def _definition(key: str) -> SettingDef:
 
 
 def _stored(session: Session) -> dict[str, Any]:
+    """The stored values (read-only): the session's view, else the process's fresh snapshot."""
+    global _snapshot
     cache = session.info.get(_CACHE)
-    if cache is None:
+    if cache is not None:
+        return cache
+    snapshot, now, own_writes = _snapshot, time.monotonic(), session.info.get(_CHANGED)
+    if snapshot is not None and snapshot[0] > now and not own_writes:
+        cache = snapshot[1]
+    else:
         cache = repository.setting_values(session)
-        session.info[_CACHE] = cache
+        if not own_writes:
+            _snapshot = (now + SNAPSHOT_SECONDS, cache)
+    session.info[_CACHE] = cache
     return cache
 
 
@@ -76,7 +108,7 @@ def put(session: Session, *, key: str, value: Any, actor: Actor) -> Any:
     row.value = clean
     row.updated_by = actor.user_id
     session.flush()
-    session.info.pop(_CACHE, None)
+    changed(session)
     shown_old, shown_new = (MASK, MASK) if definition.sensitive else (old, clean)
     audit.record(
         session,
@@ -96,6 +128,6 @@ def reset(session: Session, *, key: str, actor: Actor) -> Any:
     if row is not None:
         session.delete(row)
         session.flush()
-        session.info.pop(_CACHE, None)
+        changed(session)
         audit.record(session, actor, "settings.reset", "setting", key)
     return definition.default

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from labkeeper.admin import service as settings_service
 from labkeeper.admin.models import AuditLog, Setting
 from labkeeper.admin.registry import REGISTRY
 from labkeeper.auth import repository as auth_repo
@@ -204,6 +205,7 @@ def import_settings(
     valid values; a key labkeeper already has keeps labkeeper's value. `columns` gives the
     source-specific columns of a new setting (who updated it)."""
     session = run.session
+    settings_service.changed(session)
     for row in run.each(source, table):
         key = clean(row.get("key")) or ""
         definition = REGISTRY.get(key)
