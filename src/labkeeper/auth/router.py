@@ -191,7 +191,7 @@ def list_users(
         scalars=False,
     )
     return {
-        "items": [service.user_row_view(row) for row in rows],
+        "items": service.user_rows_view(rows),
         "total": total,
         "limit": page.limit,
         "offset": page.offset,

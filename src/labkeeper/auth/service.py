@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -145,17 +146,23 @@ def _permission_list(role: str, status: str, overrides: tuple[tuple[str, bool], 
     return sorted(effective_permissions(role, status, dict(overrides)))
 
 
-def user_row_view(row: Any) -> dict[str, Any]:
-    """A row of `repository.user_rows_query` as the API shows a user (its columns are named
-    as the API names them, so the row's mapping is most of the answer)."""
-    view = dict(row._mapping)
-    role = view["role"] = view["role"] or "viewer"
-    status = view["role_status"] = view["role_status"] or "active"
-    overrides = view["permission_overrides"]
-    view["permissions"] = _permission_list(
-        role, status, tuple(sorted(overrides.items())) if overrides else ()
-    )
-    return view
+def user_rows_view(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of `repository.user_rows_query` as the API shows users (its columns are named as
+    the API names them, so each row zipped with the names is most of the answer)."""
+    if not rows:
+        return []
+    names = rows[0]._fields
+    views = []
+    for row in rows:
+        view = dict(zip(names, row, strict=True))
+        role = view["role"] = view["role"] or "viewer"
+        status = view["role_status"] = view["role_status"] or "active"
+        overrides = view["permission_overrides"]
+        view["permissions"] = _permission_list(
+            role, status, tuple(sorted(overrides.items())) if overrides else ()
+        )
+        views.append(view)
+    return views
 
 
 def get_user(session: Session, user_id: int) -> tuple[User, RoleAssignment | None]:
