@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import threading
+import time
 
 import bcrypt
+import pytest
 from sqlalchemy import select
 
 from labkeeper.admin.models import AuditLog
+from labkeeper.auth import service
 from labkeeper.auth.deps import COOKIE_NAME
 from labkeeper.auth.models import User, UserSession
 from labkeeper.core.security import token_hash
@@ -135,3 +140,44 @@ def test_sign_in_attempts_are_rate_limited_per_address(client, app):
     codes = [login(client, "ivy", "whatever-123").status_code for _ in range(7)]
     assert codes[:5] == [401] * 5
     assert codes[5:] == [429, 429]
+
+
+def test_checking_a_password_holds_no_database_lock(db, make_user):
+    """On SQLite a sign-in's transaction would hold the write lock from its first read; the
+    (slow, on purpose) password check runs with no lock held, so other writers go on."""
+    if db.backend != "sqlite":
+        pytest.skip("the write lock that would be held is SQLite's")
+    alice = make_user("member", username="alice")
+    slow = bcrypt.hashpw(
+        hashlib.sha256(alice.password.encode()).hexdigest().encode(), bcrypt.gensalt(13)
+    ).decode()  # a seed system's hash: about half a second to check
+    with db.scope() as s:
+        s.get(User, alice.id).password_hash = slow
+    signed_in: list[object] = []
+
+    def sign_in() -> None:
+        with db.scope() as s:  # a write transaction, as a POST request has
+            signed_in.append(
+                service.login(
+                    s, username="alice", password=alice.password, ip=None, user_agent=None
+                )
+            )
+
+    worker = threading.Thread(target=sign_in)
+    worker.start()
+    time.sleep(0.1)  # it has read the user and is checking the password by now
+    other = sqlite3.connect(db.engine.url.database, timeout=0.01)
+    other_wrote = False
+    try:
+        while worker.is_alive() and not other_wrote:
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                other_wrote = True
+            except sqlite3.OperationalError:  # locked: try again
+                time.sleep(0.005)
+    finally:
+        other.close()
+        worker.join()
+    assert signed_in, "the sign-in failed"
+    assert other_wrote, "another writer waited for the whole password check"

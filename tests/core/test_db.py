@@ -6,13 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.pool import NullPool
 
 from labkeeper.admin.models import AuditLog
 from labkeeper.auth.models import RoleAssignment, User
-from labkeeper.core.db import after_commit
+from labkeeper.core.db import after_commit, release_locks
 
 
 def test_times_round_trip_as_aware_utc(db):
@@ -96,3 +96,16 @@ def test_a_pooled_connection_the_server_killed_is_replaced_unseen(db):
     for _ in range(3):  # whichever pooled connection comes out, none of them fails
         with db.scope() as s:
             assert s.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_release_locks_ends_a_reading_transaction_but_keeps_one_that_wrote(db):
+    with db.scope() as s:
+        s.execute(text("SELECT 1"))
+        release_locks(s)
+        assert not s.in_transaction()
+        s.add(AuditLog(action="kept", entity_type="t"))
+        s.flush()
+        release_locks(s)  # it wrote: nothing is undone
+        assert s.in_transaction()
+    with db.scope() as s:
+        assert s.scalar(select(AuditLog.action).where(AuditLog.action == "kept")) == "kept"

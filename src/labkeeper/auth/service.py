@@ -28,9 +28,11 @@ from labkeeper.auth.schemas import (
 )
 from labkeeper.core import audit
 from labkeeper.core.audit import Actor
+from labkeeper.core.db import release_locks
 from labkeeper.core.errors import (
     AccountLocked,
     AlreadyExists,
+    Conflict,
     Gone,
     Invalid,
     InvalidCredentials,
@@ -94,12 +96,15 @@ def create_user(
         _grantable(actor, data.role)
     _ensure_unique(session, username=data.username, email=data.email)
     check_password_policy(session, data.password, username=data.username)
+    release_locks(session)  # argon2 takes a while: hold no lock meanwhile
+    password_hash = hash_password(data.password)
+    _ensure_unique(session, username=data.username, email=data.email)  # still free?
     user = User(
         username=data.username,
         email=data.email,
         full_name=data.full_name,
         discord_id=data.discord_id,
-        password_hash=hash_password(data.password),
+        password_hash=password_hash,
         password_changed_at=utcnow(),
     )
     session.add(user)
@@ -183,6 +188,7 @@ def login(
         user_id=user.id if user else None, username=username[:50], ip=ip, user_agent=user_agent
     )
     if user is None:
+        release_locks(session)
         verify_password(dummy_hash(), password)  # same cost as a real check
         audit.record(
             session, actor, "auth.login", "user", None, outcome="failure", message="unknown user"
@@ -202,7 +208,17 @@ def login(
             f"too many failed sign-ins; the account unlocks at {user.locked_until.isoformat()}",
             details={"locked_until": user.locked_until.isoformat()},
         )
-    if not verify_password(user.password_hash, password):
+    user_id, stored = user.id, user.password_hash
+    # argon2 takes a while: check with no lock held, then read the user again.
+    release_locks(session)
+    matches = verify_password(stored, password)
+    new_hash = hash_password(password) if matches and needs_rehash(stored) else None
+    user = session.get(User, user_id, populate_existing=True)
+    if user is None:
+        raise InvalidCredentials("wrong username or password")
+    if user.password_hash != stored:  # changed meanwhile: the new one decides
+        matches, new_hash = verify_password(user.password_hash, password), None
+    if not matches:
         threshold = settings.get(session, "security.lockout_threshold")
         user.failed_logins = (user.failed_logins or 0) + 1
         message = "wrong password"
@@ -233,8 +249,8 @@ def login(
             message="account deactivated",
         )
         raise InvalidCredentials("this account is deactivated; ask an administrator")
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if new_hash is not None:
+        user.password_hash = new_hash
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
@@ -356,10 +372,18 @@ def update_profile(session: Session, *, principal: Principal, data: ProfileUpdat
 def change_password(session: Session, *, principal: Principal, data: PasswordChange) -> None:
     """Change one's own password; other sign-ins are ended."""
     user, _ = get_user(session, principal.user_id or 0)
-    if not verify_password(user.password_hash, data.current_password):
-        raise Invalid("the current password is wrong", field="current_password")
     check_password_policy(session, data.new_password, username=user.username)
-    user.password_hash = hash_password(data.new_password)
+    stored = user.password_hash
+    release_locks(session)  # argon2, twice: hold no lock meanwhile
+    if not verify_password(stored, data.current_password):
+        raise Invalid("the current password is wrong", field="current_password")
+    new_hash = hash_password(data.new_password)
+    user, _ = get_user(session, principal.user_id or 0)
+    if user.password_hash != stored:
+        raise Conflict(
+            "your password was changed meanwhile; sign in again", code="password_changed"
+        )
+    user.password_hash = new_hash
     user.password_changed_at = utcnow()
     session.execute(
         update(UserSession)

@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from labkeeper.admin import service as settings
 from labkeeper.auth import repository as auth_repository
@@ -44,7 +44,7 @@ from labkeeper.booking.schemas import (
 )
 from labkeeper.core import audit
 from labkeeper.core.audit import SYSTEM, Actor
-from labkeeper.core.db import is_deadlock
+from labkeeper.core.db import has_written, is_deadlock
 from labkeeper.core.errors import (
     AlreadyExists,
     Conflict,
@@ -72,27 +72,6 @@ EXCLUSION_CONSTRAINT = "ex_bookings_no_overlap"
 # -- locking, retrying ---------------------------------------------------------------------
 
 
-# Whether a session's current transaction has written anything yet (see `locked`).
-WROTE = "labkeeper_wrote"
-
-
-@event.listens_for(Session, "after_flush")
-def _flushed(session: Session, _context: Any) -> None:
-    session.info[WROTE] = True
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _executed(state: ORMExecuteState) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
-        state.session.info[WROTE] = True
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _ended(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(WROTE, None)
-
-
 def locked(session: Session, work: Callable[[], T], *, attempts: int = DEADLOCK_ATTEMPTS) -> T:
     """Run `work` (lock devices, check, write) and run it again when the database deadlocks.
 
@@ -113,7 +92,7 @@ def locked(session: Session, work: Callable[[], T], *, attempts: int = DEADLOCK_
     After any database error the session is usable again (rolled back as above).
     """
     backend = session.get_bind().dialect.name
-    wrote = bool(session.info.get(WROTE) or session.new or session.dirty or session.deleted)
+    wrote = has_written(session)
     savepoint = wrote and backend == "postgresql"
     hooks: list[Any] = session.info.setdefault("after_commit", [])
     mark = len(hooks)

@@ -18,7 +18,13 @@ from sqlalchemy import JSON, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    sessionmaker,
+)
 from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
@@ -182,6 +188,45 @@ def commit(session: Session) -> None:
     session.info["after_commit"] = []
     for hook in hooks:
         hook()
+
+
+# Whether a session's current transaction has written anything yet.
+_WROTE = "labkeeper_wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
+
+
+def has_written(session: Session) -> bool:
+    """Whether the session's transaction has written, or holds changes it will write."""
+    return bool(session.info.get(_WROTE) or session.new or session.dirty or session.deleted)
+
+
+def release_locks(session: Session) -> None:
+    """End a transaction that has written nothing, so that slow work next (password hashing)
+    holds no database lock meanwhile.
+
+    On SQLite a write request's transaction holds the database's write lock from its first
+    statement; hashing a password inside it would stall every other writer for as long. The
+    next statement begins a new transaction, and ORM objects read so far reload on next use.
+    A transaction that has written is left alone: its writes must commit with the rest.
+    """
+    if session.in_transaction() and not has_written(session):
+        session.rollback()
 
 
 def is_deadlock(exc: BaseException) -> bool:
