@@ -141,6 +141,12 @@ class Database:
 
     def __post_init__(self) -> None:
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # Reads without a snapshot: on a database server each statement runs on its own, with
+        # no BEGIN and COMMIT round trips (SQLite's are local calls; it keeps its snapshot).
+        unsnapped = self.engine
+        if self.engine.dialect.name != "sqlite":
+            unsnapped = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_unsnapped = sessionmaker(unsnapped, expire_on_commit=False, autoflush=True)
         self._write = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}),
             expire_on_commit=False,
@@ -152,9 +158,20 @@ class Database:
         """sqlite, postgresql or mysql."""
         return self.engine.dialect.name
 
-    def session(self, *, write: bool = True) -> Session:
-        """A new session; `write=False` lets SQLite readers run beside a writer."""
-        session = (self._write if write else self._read)()
+    def session(self, *, write: bool = True, snapshot: bool = True) -> Session:
+        """A new session; `write=False` lets SQLite readers run beside a writer.
+
+        `snapshot=False` (with `write=False`) is for short reads, such as a GET request's: each
+        statement sees what is committed when it runs, which spares a database server two round
+        trips. Server-side cursors (`yield_per`) need the snapshot.
+        """
+        if write:
+            factory = self._write
+        elif snapshot:
+            factory = self._read
+        else:
+            factory = self._read_unsnapped
+        session = factory()
         session.info["after_commit"] = []
         return session
 
@@ -256,7 +273,8 @@ async def session_dependency(request: Request) -> AsyncIterator[Session]:
         yield existing
         return
     db: Database = request.app.state.db
-    session = db.session(write=request.method not in SAFE_METHODS)
+    reading = request.method in SAFE_METHODS
+    session = db.session(write=not reading, snapshot=not reading)
     request.state.db_session = session
     try:
         yield session
