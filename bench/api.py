@@ -8,7 +8,7 @@ The load comes from `wrk` when it is installed (`make bench` installs it): a C c
 the two cores to the server. Without it, an asyncio httpx client is used, which itself needs
 about a core at these rates and so understates the server.
 
-    python bench/api.py [--seconds 10] [--clients 32] [--workers 1] [--quick]
+    python bench/api.py [--seconds 10] [--clients 32] [--workers CORES] [--quick]
                         [--backends sqlite,postgresql]
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -149,7 +150,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--workers", type=int, default=1, help="labkeeper serve --workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="labkeeper serve --workers (default: one per core, as the README advises)",
+    )
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
     client = "wrk" if shutil.which("wrk") else "httpx (install wrk for truer figures)"
