@@ -46,6 +46,11 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 BLOCKING = "_labkeeper_blocking"
 SLOW_INLINE = 0.25
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Before it blocks the loop, an inline request waits for the loop's next look at the sockets,
+# so requests that arrived meanwhile are read first and served in turn. Without it uvloop
+# (whose I/O callbacks run ahead of the ready queue) let some connections wait several
+# rounds behind others under load: p99 3-4 times the median instead of about 1.5 times.
+FAIR_WAIT = 1e-6
 
 
 def blocking(fn: F) -> F:
@@ -100,6 +105,7 @@ class Route(APIRoute):
         async def inline(request: Request) -> Response:
             if request.method not in BODILESS:
                 await request.body()
+            await asyncio.sleep(FAIR_WAIT)
             start = time.perf_counter()
             try:
                 return await handler(request)
