@@ -26,7 +26,7 @@ from labkeeper.booking import service as bookings
 from labkeeper.booking.schemas import MAX_ITEMS, BookingCreate, BookingItem
 from labkeeper.core.errors import AppError, Invalid
 from labkeeper.core.pagination import PageParams, fetch_page
-from labkeeper.core.routing import APIRouter
+from labkeeper.core.routing import APIRouter, blocking
 from labkeeper.core.time import utcnow
 from labkeeper.inventory import repository as inventory
 from labkeeper.web.deps import DB, Filter, Form, refused
@@ -305,6 +305,7 @@ def timeline_context(
 
 
 @router.get("/timeline")
+@blocking  # two weeks of 500 devices is a few hundred ms of work
 def timeline_page(
     request: Request,
     session: DB,
