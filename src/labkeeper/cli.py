@@ -47,7 +47,12 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     scheduler: Annotated[bool, typer.Option(help="Run the periodic-job scheduler.")] = True,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Server processes (one per core is a good start).")
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes: one per core on PostgreSQL/MariaDB, one on SQLite.",
+        ),
     ] = 1,
     demo: Annotated[
         bool | None,
