@@ -97,8 +97,7 @@ def create_user(
     _ensure_unique(session, username=data.username, email=data.email)
     check_password_policy(session, data.password, username=data.username)
     release_locks(session)  # argon2 takes a while: hold no lock meanwhile
-    password_hash = hash_password(data.password)
-    _ensure_unique(session, username=data.username, email=data.email)  # still free?
+    password_hash = hash_password(data.password)  # a name taken meanwhile: the unique index, 409
     user = User(
         username=data.username,
         email=data.email,

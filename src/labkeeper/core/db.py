@@ -1,7 +1,8 @@
 """Database plumbing: one Base and metadata, engines for SQLite/PostgreSQL/MariaDB, sessions.
 
 One transaction per request or job: the request dependency (`session_dependency`) and the job
-wrapper (`session_scope`) are the only places that commit. Services only `flush()`.
+wrapper (`session_scope`) are the only places that commit. Services only `flush()`, and may
+end a transaction that has written nothing before slow work (`release_locks`).
 """
 
 from __future__ import annotations
