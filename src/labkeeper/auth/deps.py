@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from labkeeper.auth import repository
-from labkeeper.auth.models import ApiToken, RoleAssignment, User, UserSession
+from labkeeper.auth.models import ApiToken, UserSession
 from labkeeper.auth.permissions import AUTHENTICATED, PERMISSIONS, PUBLIC, effective_permissions
 from labkeeper.core.audit import Actor
 from labkeeper.core.db import SAFE_METHODS, Database, DbSession, after_commit
@@ -70,26 +70,19 @@ def _token_from_cookie(raw: str) -> str | None:
 
 
 def _principal(
-    request: Request,
-    user: User,
-    role: RoleAssignment | None,
-    *,
-    scopes: list[str] | None = None,
-    **extra: Any,
+    request: Request, row: Any, *, scopes: list[str] | None = None, **extra: Any
 ) -> Principal:
-    role_name = role.role if role else "viewer"
-    status = role.status if role else "active"
+    role_name = row.role or "viewer"
+    status = row.role_status or "active"
     return Principal(
-        user_id=user.id,
-        username=user.username,
+        user_id=row.id,
+        username=row.username,
         role=role_name,
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
-        permissions=effective_permissions(
-            role_name, status, role.permissions if role else None, scopes
-        ),
+        permissions=effective_permissions(role_name, status, row.permission_overrides, scopes),
         status=status,
-        approval_limits=role.approval_limits if role else None,
+        approval_limits=row.approval_limits,
         **extra,
     )
 
@@ -115,6 +108,14 @@ def _touch(
     after_commit(session, write)
 
 
+def _live(row: Any, now: datetime) -> bool:
+    return bool(
+        row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > now)
+        and row.is_active
+    )
+
+
 def authenticate(request: Request, session: Session) -> Principal | None:
     """The principal behind a request's bearer token or session cookie, or None."""
     cached = getattr(request.state, "principal", None)
@@ -137,44 +138,33 @@ def authenticate(request: Request, session: Session) -> Principal | None:
         return None
     now = utcnow()
     digest = token_hash(token)
-    principal: Principal | None = None
     if token.startswith(SESSION_PREFIX + "_"):
-        found = repository.principal_by_session_hash(session, digest)
-        if found:
-            user_session, user, role = found
-            if user_session.revoked_at is None and user_session.expires_at > now and user.is_active:
-                request.state.auth_rows = (user, role)
-                principal = _principal(
-                    request,
-                    user,
-                    role,
-                    session_id=user_session.id,
-                    via="session" if via == "token" else "cookie",
-                    csrf_token=user_session.csrf_token,
-                )
-                if (
-                    user_session.last_seen_at is None
-                    or now - user_session.last_seen_at > TOUCH_EVERY
-                ):
-                    _touch(request, session, UserSession, user_session.id, "last_seen_at")
+        model: type[UserSession] | type[ApiToken] = UserSession
+        row = repository.principal_by_session_hash(session, digest)
     elif token.startswith(TOKEN_PREFIX + "_"):
-        found_token = repository.principal_by_token_hash(session, digest)
-        if found_token:
-            api_token, user, role = found_token
-            live = api_token.revoked_at is None and (
-                api_token.expires_at is None or api_token.expires_at > now
-            )
-            if live and user.is_active:
-                request.state.auth_rows = (user, role)
-                principal = _principal(
-                    request, user, role, scopes=api_token.scopes, token_id=api_token.id
-                )
-                if api_token.last_used_at is None or now - api_token.last_used_at > TOUCH_EVERY:
-                    _touch(request, session, ApiToken, api_token.id, "last_used_at")
-    if principal is None:
+        model = ApiToken
+        row = repository.principal_by_token_hash(session, digest)
+    else:
+        row = None
+    if row is None or not _live(row, now):
         if via == "cookie":
             return None  # a stale cookie is just "signed out"
         raise Unauthenticated("the token is invalid, expired or revoked")
+    # The user's columns as a user list has them: /auth/me answers from these.
+    request.state.auth_user = row
+    if model is UserSession:
+        principal = _principal(
+            request,
+            row,
+            session_id=row.credential_id,
+            via="session" if via == "token" else "cookie",
+            csrf_token=row.extra,
+        )
+    else:
+        principal = _principal(request, row, scopes=row.extra, token_id=row.credential_id)
+    if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY:
+        column = "last_seen_at" if model is UserSession else "last_used_at"
+        _touch(request, session, model, row.credential_id, column)
     request.state.principal = principal
     return principal
 

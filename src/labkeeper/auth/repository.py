@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from labkeeper.auth.models import ApiToken, Invitation, RoleAssignment, User, UserSession
@@ -52,38 +52,7 @@ def role_of(session: Session, user_id: int) -> RoleAssignment | None:
     return session.scalar(select(RoleAssignment).where(RoleAssignment.user_id == user_id))
 
 
-# Built once: these run on every authenticated request, and building a select costs more
-# than running it on an indexed lookup.
-_SESSION_PRINCIPAL = (
-    select(UserSession, User, RoleAssignment)
-    .join(User, User.id == UserSession.user_id)
-    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
-    .where(UserSession.token_hash == bindparam("digest"))
-)
-_TOKEN_PRINCIPAL = (
-    select(ApiToken, User, RoleAssignment)
-    .join(User, User.id == ApiToken.user_id)
-    .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
-    .where(ApiToken.token_hash == bindparam("digest"))
-)
-
-
-def principal_by_session_hash(
-    session: Session, digest: str
-) -> tuple[UserSession, User, RoleAssignment | None] | None:
-    """A live sign-in with its user and role, in one query."""
-    row = session.execute(_SESSION_PRINCIPAL, {"digest": digest}).first()
-    return None if row is None else (row[0], row[1], row[2])
-
-
-def principal_by_token_hash(
-    session: Session, digest: str
-) -> tuple[ApiToken, User, RoleAssignment | None] | None:
-    """An API token with its user and role, in one query."""
-    row = session.execute(_TOKEN_PRINCIPAL, {"digest": digest}).first()
-    return None if row is None else (row[0], row[1], row[2])
-
-
+# The columns a user list shows, named as the API names them.
 _USER_LIST_COLUMNS = (
     User.id,
     User.username,
@@ -99,6 +68,43 @@ _USER_LIST_COLUMNS = (
     RoleAssignment.permissions.label("permission_overrides"),
     RoleAssignment.approval_limits,
 )
+
+# A principal row: the credential's columns, then its user's as a user list shows them.
+CREDENTIAL_COLUMNS = 5
+
+
+def _principal_query(model: type[UserSession] | type[ApiToken], last_used: Any, extra: Any) -> Any:
+    return (
+        select(
+            model.id.label("credential_id"),
+            model.revoked_at,
+            model.expires_at,
+            last_used.label("last_used_at"),
+            extra.label("extra"),
+            *_USER_LIST_COLUMNS,
+        )
+        .join(User, User.id == model.user_id)
+        .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
+        .where(model.token_hash == bindparam("digest"))
+    )
+
+
+# Built once, and plain rows rather than ORM objects: these run on every authenticated
+# request, and building a select, or three ORM objects, costs more than the indexed lookup.
+_SESSION_PRINCIPAL = _principal_query(UserSession, UserSession.last_seen_at, UserSession.csrf_token)
+_TOKEN_PRINCIPAL = _principal_query(ApiToken, ApiToken.last_used_at, ApiToken.scopes)
+
+
+def principal_by_session_hash(session: Session, digest: str) -> Row[Any] | None:
+    """A sign-in (id, revoked_at, expires_at, last_used_at, extra: its CSRF token) followed by
+    its user's columns as `user_rows_query` has them; one query."""
+    return session.connection().execute(_SESSION_PRINCIPAL, {"digest": digest}).first()
+
+
+def principal_by_token_hash(session: Session, digest: str) -> Row[Any] | None:
+    """An API token (id, revoked_at, expires_at, last_used_at, extra: its scopes) followed by
+    its user's columns as `user_rows_query` has them; one query."""
+    return session.connection().execute(_TOKEN_PRINCIPAL, {"digest": digest}).first()
 
 
 def user_rows_query(

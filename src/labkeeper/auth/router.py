@@ -10,6 +10,7 @@ from labkeeper.auth import repository, service
 from labkeeper.auth.deps import COOKIE_NAME, Principal, cookie_value, require
 from labkeeper.auth.permissions import AUTHENTICATED, PUBLIC
 from labkeeper.auth.ratelimit import SlidingWindow
+from labkeeper.auth.repository import CREDENTIAL_COLUMNS
 from labkeeper.auth.schemas import (
     InvitationAccept,
     InvitationCreate,
@@ -115,10 +116,9 @@ def me(
     request: Request, session: DB, principal: Annotated[Principal, Depends(require(AUTHENTICATED))]
 ) -> Any:
     """The signed-in user, with role and permissions."""
-    # The rows authentication loaded already: no further query.
-    user, role = request.state.auth_rows
-    view = service.user_view(user, role)
-    view["permissions"] = sorted(principal.permissions)
+    # The row authentication loaded already: no further query.
+    (view,) = service.user_rows_view([request.state.auth_user], skip=CREDENTIAL_COLUMNS)
+    view["permissions"] = sorted(principal.permissions)  # a token's scopes narrow them
     return view
 
 

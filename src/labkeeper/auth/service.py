@@ -150,15 +150,16 @@ def _permission_list(role: str, status: str, overrides: tuple[tuple[str, bool], 
     return sorted(effective_permissions(role, status, dict(overrides)))
 
 
-def user_rows_view(rows: Sequence[Any]) -> list[dict[str, Any]]:
+def user_rows_view(rows: Sequence[Any], *, skip: int = 0) -> list[dict[str, Any]]:
     """Rows of `repository.user_rows_query` as the API shows users (its columns are named as
-    the API names them, so each row zipped with the names is most of the answer)."""
+    the API names them, so each row zipped with the names is most of the answer). `skip`
+    leading columns of each row are not the user's (a principal row's credential)."""
     if not rows:
         return []
-    names = rows[0]._fields
+    names = rows[0]._fields[skip:]
     views = []
     for row in rows:
-        view = dict(zip(names, row, strict=True))
+        view = dict(zip(names, row[skip:], strict=True))
         role = view["role"] = view["role"] or "viewer"
         status = view["role_status"] = view["role_status"] or "active"
         overrides = view["permission_overrides"]

@@ -326,7 +326,7 @@ def _profile(
     status: int = 200,
     **context: Any,
 ) -> Response:
-    user, role = request.state.auth_rows
+    user, role = auth_service.get_user(session, principal.user_id or 0)
     max_days = admin_service.get(session, "security.token_max_days")
     choices = [(str(d), label) for d, label in TOKEN_LIFETIMES if d <= max_days]
     for key in ("values", "errors", "password_errors", "token_values", "token_errors"):
