@@ -6,13 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.pool import NullPool
 
 from labkeeper.admin.models import AuditLog
 from labkeeper.auth.models import RoleAssignment, User
-from labkeeper.core.db import after_commit, release_locks
+from labkeeper.core.db import after_commit, release_locks, write
 
 
 def test_times_round_trip_as_aware_utc(db):
@@ -109,3 +109,20 @@ def test_release_locks_ends_a_reading_transaction_but_keeps_one_that_wrote(db):
         assert s.in_transaction()
     with db.scope() as s:
         assert s.scalar(select(AuditLog.action).where(AuditLog.action == "kept")) == "kept"
+
+
+def test_a_write_past_the_orm_counts_as_written_and_commits_or_rolls_back_with_the_rest(db):
+    table = AuditLog.__table__
+    with db.scope() as s:
+        s.execute(text("SELECT 1"))
+        write(s, insert(table), {"action": "past the orm", "entity_type": "t"})
+        release_locks(s)  # it wrote: the row must stay
+        assert s.in_transaction()
+    with pytest.raises(RuntimeError), db.scope() as s:
+        write(s, insert(table), [{"action": "undone", "entity_type": "t"}])
+        raise RuntimeError("boom")
+    with db.scope() as s:
+        kept = s.execute(select(AuditLog.action, AuditLog.created_at).where(AuditLog.action != "t"))
+        ((action, created_at),) = kept.all()  # "undone" went with its transaction
+    assert action == "past the orm"
+    assert created_at.tzinfo is not None  # the model's defaults apply to Core inserts too

@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     distinct,
     func,
+    insert,
     literal,
     null,
     or_,
@@ -44,6 +45,7 @@ from labkeeper.booking.models import (
     BookingFavorite,
     BookingStatus,
 )
+from labkeeper.core.db import write
 from labkeeper.core.time import UTCDateTime
 from labkeeper.inventory.models import Device, DeviceType, MaintenanceWindow
 from labkeeper.topology.models import Topology
@@ -114,6 +116,22 @@ _LOCK = (
     .order_by(Device.id)
     .with_for_update()
 )
+
+
+_INSERT_BOOKINGS = insert(Booking).returning(Booking.id, sort_by_parameter_order=True)
+_INSERT_COLLABORATORS = insert(BookingCollaborator)
+
+
+def insert_bookings(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert booking rows (column values by name; every row the same names) past the ORM's
+    unit of work; their ids, in order. Devices and users must exist already."""
+    return list(write(session, _INSERT_BOOKINGS, rows).scalars())
+
+
+def insert_collaborators(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert collaborator rows past the ORM's unit of work."""
+    if rows:
+        write(session, _INSERT_COLLABORATORS, rows)
 
 
 def lock_devices(session: Session, ids: Iterable[int]) -> dict[int, AnyRow]:

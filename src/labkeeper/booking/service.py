@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -222,7 +222,17 @@ def groups_view(session: Session, gids: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def created_view(gid: str, rows: Sequence[Booking]) -> dict[str, Any]:
+class NewBooking(NamedTuple):
+    """A row a booking request has just written (written past the ORM: no Booking object)."""
+
+    id: int
+    device_id: int
+    start_time: datetime
+    end_time: datetime
+    status: str
+
+
+def created_view(gid: str, rows: Sequence[Booking | NewBooking]) -> dict[str, Any]:
     """The answer to a booking request."""
     return {
         "grouped_booking_id": gid,
@@ -522,7 +532,7 @@ def create(
     status = _policy_status(session, hours=hours, devices=devices, requester=actor)
     gid = str(uuid.uuid4())
 
-    def work() -> tuple[list[Booking], list[dict[str, Any]]]:
+    def work() -> list[NewBooking]:
         _bookable(
             (d for d, _, _ in items), repository.lock_devices(session, (d for d, _, _ in items))
         )
@@ -530,28 +540,33 @@ def create(
         if conflicts and not data.waitlist:
             raise conflict_error(conflicts)
         clashing = {c["item"] for c in conflicts}
-        rows = [
-            Booking(
-                grouped_booking_id=gid,
-                device_id=device,
-                user_id=owner,
-                start_time=start,
-                end_time=end,
-                status=S.CONFLICTING.value if i in clashing else status,
-                comment=data.comment,
-                topology_id=data.topology_id,
-            )
-            for i, (device, start, end) in enumerate(items)
-        ]
-        session.add_all(rows)
-        session.add_all(
-            BookingCollaborator(grouped_booking_id=gid, user_id=p.id, added_by=owner)
-            for p in people
+        statuses = [S.CONFLICTING.value if i in clashing else status for i in range(len(items))]
+        ids = repository.insert_bookings(
+            session,
+            [
+                {
+                    "grouped_booking_id": gid,
+                    "device_id": device,
+                    "user_id": owner,
+                    "start_time": start,
+                    "end_time": end,
+                    "status": state,
+                    "comment": data.comment,
+                    "topology_id": data.topology_id,
+                }
+                for (device, start, end), state in zip(items, statuses, strict=True)
+            ],
         )
-        session.flush()
-        return rows, conflicts
+        repository.insert_collaborators(
+            session,
+            [{"grouped_booking_id": gid, "user_id": p.id, "added_by": owner} for p in people],
+        )
+        return [
+            NewBooking(row_id, *item, state)
+            for row_id, item, state in zip(ids, items, statuses, strict=True)
+        ]
 
-    rows, _ = _guarded(session, work, items)
+    rows = _guarded(session, work, items)
     audit.record(
         session,
         actor,

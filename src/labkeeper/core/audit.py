@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
+
+from labkeeper.core.db import write
 
 SECRET_MARKERS = (
     "password",
@@ -58,21 +62,28 @@ def record(
     outcome: str = "success",
     message: str | None = None,
 ) -> None:
-    """Add an audit row to the session's transaction."""
-    from labkeeper.admin.models import AuditLog
-
-    session.add(
-        AuditLog(
-            actor_id=actor.user_id,
-            actor_username=actor.username,
-            actor_role=actor.role,
-            action=action,
-            entity_type=entity_type,
-            entity_id=None if entity_id is None else str(entity_id),
-            payload=scrub(payload) if payload else None,
-            outcome=outcome,
-            message=message,
-            ip=actor.ip,
-            user_agent=(actor.user_agent or "")[:255] or None,
-        )
+    """Write an audit row in the session's transaction (at once, past the unit of work)."""
+    write(
+        session,
+        _insert(),
+        {
+            "actor_id": actor.user_id,
+            "actor_username": actor.username,
+            "actor_role": actor.role,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": None if entity_id is None else str(entity_id),
+            "payload": scrub(payload) if payload else None,
+            "outcome": outcome,
+            "message": message,
+            "ip": actor.ip,
+            "user_agent": (actor.user_agent or "")[:255] or None,
+        },
     )
+
+
+@cache
+def _insert() -> Insert:
+    from labkeeper.admin.models import AuditLog  # the admin domain imports this module
+
+    return insert(AuditLog.__table__)  # type: ignore[arg-type]
