@@ -50,3 +50,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        # One call per value where the decorator would make two, and on SQLite a C parse of
+        # the stored text where the dialect would run a regular expression: a list of 500
+        # rows with four times reads 2,000 of them.
+        if dialect.name == "sqlite":
+            parse = datetime.fromisoformat
+
+            def from_text(value: str | None) -> datetime | None:
+                return None if value is None else parse(value).replace(tzinfo=UTC)
+
+            return from_text
+
+        def from_naive(value: datetime | None) -> datetime | None:
+            return None if value is None else value.replace(tzinfo=UTC)
+
+        return from_naive
