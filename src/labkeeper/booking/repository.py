@@ -45,7 +45,7 @@ from labkeeper.booking.models import (
     BookingFavorite,
     BookingStatus,
 )
-from labkeeper.core.db import write
+from labkeeper.core.db import read, write
 from labkeeper.core.time import UTCDateTime
 from labkeeper.inventory.models import Device, DeviceType, MaintenanceWindow
 from labkeeper.topology.models import Topology
@@ -93,7 +93,7 @@ def devices_info(session: Session, ids: Iterable[int]) -> dict[int, AnyRow]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    return {r.id: r for r in session.execute(_INFO, {"ids": wanted})}
+    return {r.id: r for r in read(session, _INFO, {"ids": wanted})}
 
 
 # The statements of the booking path are built once, with bound parameters: building one
@@ -148,9 +148,9 @@ def lock_devices(session: Session, ids: Iterable[int]) -> dict[int, AnyRow]:
         return {}
     backend = session.get_bind().dialect.name
     if backend == "postgresql":
-        return {r.id: r for r in session.execute(_LOCK_AND_INFO, {"ids": wanted})}
+        return {r.id: r for r in read(session, _LOCK_AND_INFO, {"ids": wanted})}
     if backend != "sqlite":
-        session.execute(_LOCK, {"ids": wanted}).all()
+        read(session, _LOCK, {"ids": wanted}).all()
     return devices_info(session, wanted)
 
 
@@ -237,7 +237,7 @@ def overlaps(
     params: dict[str, Any] = {"excluded": excluded} if excluded else {}
     for i, (device, start, end) in enumerate(items):
         params.update({f"d{i}": device, f"s{i}": start, f"e{i}": end})
-    rows: list[AnyRow] = list(session.execute(_overlaps_query(len(items), bool(excluded)), params))
+    rows: list[AnyRow] = list(read(session, _overlaps_query(len(items), bool(excluded)), params))
     return sorted(rows, key=lambda r: (r.device_id, r.start_time, r.kind, r.id))
 
 
@@ -297,7 +297,9 @@ def holding_count(session: Session, user_id: int, *, started_after: datetime) ->
     history: rows that started before it have ended (the caller passes now minus the
     longest booking allowed).
     """
-    return int(session.scalar(_HOLDING_COUNT, {"user_id": user_id, "after": started_after}) or 0)
+    return int(
+        read(session, _HOLDING_COUNT, {"user_id": user_id, "after": started_after}).scalar() or 0
+    )
 
 
 _HOLDING_COUNT: AnySelect = (

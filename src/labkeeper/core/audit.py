@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Insert, insert
@@ -37,15 +37,20 @@ class Actor:
 SYSTEM = Actor(user_id=None, username="system", role="system")
 
 
+@lru_cache(maxsize=1024)
+def _secret(key: object) -> bool:
+    name = str(key).lower()
+    return any(marker in name for marker in SECRET_MARKERS)
+
+
 def scrub(value: Any) -> Any:
     """A copy of a payload with every secret-looking field masked."""
     if isinstance(value, dict):
-        return {
-            k: (MASK if any(m in str(k).lower() for m in SECRET_MARKERS) and v else scrub(v))
-            for k, v in value.items()
-        }
+        return {k: (MASK if v and _secret(k) else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
