@@ -188,7 +188,7 @@ def list_users(
         session,
         repository.user_rows_query(q=q, role=role, is_active=is_active, status=role_status),
         page,
-        scalars=False,
+        plain=True,
     )
     return {
         "items": service.user_rows_view(rows),

@@ -1141,7 +1141,7 @@ def pending_groups(
     session: Session, *, actor: Principal, page: PageParams
 ) -> tuple[list[dict[str, Any]], int]:
     """Requests waiting for approval, oldest first, saying which are within my limits."""
-    found, total = fetch_page(session, repository.pending_groups_query(), page, scalars=False)
+    found, total = fetch_page(session, repository.pending_groups_query(), page, plain=True)
     gids = [g for g, _ in found]
     counts = repository.group_device_counts(session, gids)
     by_group: dict[str, list[Any]] = defaultdict(list)
@@ -1385,7 +1385,7 @@ def timeline(
     """Bookings and maintenance per device for a window: the UI's grid (a page of devices)."""
     start, end = as_utc(start), as_utc(end)
     check_window(start, end)
-    devices, total = fetch_page(session, repository.devices_query(**filters), page, scalars=False)
+    devices, total = fetch_page(session, repository.devices_query(**filters), page, plain=True)
     lanes: dict[int, dict[str, Any]] = {
         device_id: {
             "device_id": device_id,
