@@ -236,7 +236,9 @@ def has_written(session: Session) -> bool:
     return bool(session.info.get(_WROTE) or session.new or session.dirty or session.deleted)
 
 
-def read(session: Session, statement: Executable, params: Any = None) -> CursorResult[Any]:
+def read(
+    session: Session, statement: Executable, params: Any = None
+) -> CursorResult[*tuple[Any, ...]]:
     """Run a SELECT of plain columns on the session's connection, past the ORM's execution
     layer (its events and result wrapping: a quarter of a short query's cost).
 
@@ -249,7 +251,9 @@ def read(session: Session, statement: Executable, params: Any = None) -> CursorR
     return session.connection().execute(statement, params)
 
 
-def write(session: Session, statement: Executable, params: Any = None) -> CursorResult[Any]:
+def write(
+    session: Session, statement: Executable, params: Any = None
+) -> CursorResult[*tuple[Any, ...]]:
     """Run an INSERT, UPDATE or DELETE on the session's connection, past the ORM's unit of work.
 
     For rows nobody needs back as objects (audit rows, a booking request's rows) this costs a

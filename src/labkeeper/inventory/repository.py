@@ -7,12 +7,13 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, contains_eager
 
 from labkeeper.auth.models import User
 from labkeeper.backups.models import Credential, CredentialTag
 from labkeeper.booking.models import HOLDING_STATUSES, Booking
+from labkeeper.core.db import read
 from labkeeper.core.schemas import MAX_ID
 from labkeeper.inventory.models import (
     Device,
@@ -166,7 +167,54 @@ def type_names_of_manufacturer(session: Session, manufacturer_id: int) -> list[s
 # -- devices -----------------------------------------------------------------------------------
 
 
-def _devices_base() -> Select[Any]:
+# What a device's view shows, as plain columns: its own (named as the API names them), then
+# its type's and site's (type_*, site_*). Lists read these rather than ORM objects.
+DEVICE_OWN_COLUMNS = (
+    Device.id,
+    Device.name,
+    Device.hostname,
+    Device.mgmt_address,
+    Device.platform,
+    Device.ssh_port,
+    Device.serial,
+    Device.model,
+    Device.status,
+    Device.rack,
+    Device.notes,
+    Device.switch_name,
+    Device.switch_in_port,
+    Device.switch_out_port,
+    Device.reachability,
+    Device.last_seen_at,
+    Device.last_latency_ms,
+    Device.last_backup_at,
+    Device.last_backup_status,
+    Device.created_by,
+    Device.created_at,
+    Device.updated_at,
+)
+DEVICE_COLUMNS = (
+    *DEVICE_OWN_COLUMNS,
+    DeviceType.id.label("type_id"),
+    DeviceType.name.label("type_name"),
+    DeviceType.category.label("type_category"),
+    DeviceType.is_schedulable.label("type_is_schedulable"),
+    DeviceType.has_ports.label("type_has_ports"),
+    Site.id.label("site_id"),
+    Site.name.label("site_name"),
+)
+
+
+_DEVICES_PLAIN = (
+    select(*DEVICE_COLUMNS)
+    .join(DeviceType, DeviceType.id == Device.device_type_id)
+    .outerjoin(Site, Site.id == Device.site_id)
+)
+
+
+def _devices_base(plain: bool = False) -> Any:
+    if plain:
+        return _DEVICES_PLAIN  # built once: 29 columns cost more to build than to read
     return (
         select(Device)
         .join(DeviceType, DeviceType.id == Device.device_type_id)
@@ -178,6 +226,11 @@ def _devices_base() -> Select[Any]:
 def device_full(session: Session, device_id: int) -> Device | None:
     """A device with its type and site loaded."""
     return session.scalars(_devices_base().where(Device.id == device_id)).unique().first()
+
+
+def device_row(session: Session, device_id: int) -> Any:
+    """A device's `DEVICE_COLUMNS`, or None."""
+    return session.execute(_devices_base(plain=True).where(Device.id == device_id)).first()
 
 
 def device_by_name(session: Session, name: str) -> Device | None:
@@ -207,9 +260,11 @@ def devices_query(
     held_now: str | None = None,
     now: datetime | None = None,
     sort: str = "name",
+    plain: bool = False,
 ) -> Select[Any]:
-    """Devices with type and site, filtered and sorted (one query per page whatever its size)."""
-    stmt = _devices_base()
+    """Devices with type and site, filtered and sorted (one query per page whatever its size):
+    ORM objects, or with `plain` rows of `DEVICE_COLUMNS`."""
+    stmt = _devices_base(plain)
     if q:
         stmt = stmt.where(
             or_(
@@ -284,6 +339,23 @@ def devices_query(
     return stmt.order_by(*order, Device.id.desc() if descending else Device.id.asc())
 
 
+_TAGS_OF_DEVICES = (
+    select(DeviceTag.device_id, DeviceTag.source, Tag.id, Tag.name, Tag.color)
+    .join(Tag, Tag.id == DeviceTag.tag_id)
+    .where(DeviceTag.device_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Tag.name)
+)
+_OWNERS_OF_DEVICES = (
+    select(DeviceOwnership.device_id, User.id, User.username, DeviceOwnership.assigned_at)
+    .join(User, User.id == DeviceOwnership.owner_id)
+    .where(
+        DeviceOwnership.device_id.in_(bindparam("ids", expanding=True)),
+        DeviceOwnership.revoked_at.is_(None),
+    )
+    .order_by(DeviceOwnership.assigned_at, DeviceOwnership.id)
+)
+
+
 def tags_of_devices(
     session: Session, device_ids: Collection[int]
 ) -> dict[int, list[dict[str, Any]]]:
@@ -291,13 +363,9 @@ def tags_of_devices(
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if not device_ids:
         return out
-    rows = session.execute(
-        select(DeviceTag.device_id, DeviceTag.source, Tag.id, Tag.name, Tag.color)
-        .join(Tag, Tag.id == DeviceTag.tag_id)
-        .where(DeviceTag.device_id.in_(list(device_ids)))
-        .order_by(Tag.name)
-    )
-    for device_id, source, tag_id, name, color in rows:
+    for device_id, source, tag_id, name, color in read(
+        session, _TAGS_OF_DEVICES, {"ids": list(device_ids)}
+    ):
         out[device_id].append({"id": tag_id, "name": name, "color": color, "source": source})
     return out
 
@@ -309,15 +377,9 @@ def owners_of_devices(
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if not device_ids:
         return out
-    rows = session.execute(
-        select(DeviceOwnership.device_id, User.id, User.username, DeviceOwnership.assigned_at)
-        .join(User, User.id == DeviceOwnership.owner_id)
-        .where(
-            DeviceOwnership.device_id.in_(list(device_ids)), DeviceOwnership.revoked_at.is_(None)
-        )
-        .order_by(DeviceOwnership.assigned_at, DeviceOwnership.id)
-    )
-    for device_id, user_id, username, assigned_at in rows:
+    for device_id, user_id, username, assigned_at in read(
+        session, _OWNERS_OF_DEVICES, {"ids": list(device_ids)}
+    ):
         out[device_id].append(
             {"user_id": user_id, "username": username, "assigned_at": assigned_at}
         )

@@ -234,7 +234,9 @@ def list_devices(
     filters: Annotated[dict[str, Any], Depends(_device_filters)],
 ) -> Any:
     """Devices with type, site, tags and owners; searchable, filtered, sorted, paginated."""
-    rows, total = fetch_page(session, repository.devices_query(**filters), page)
+    rows, total = fetch_page(
+        session, repository.devices_query(**filters, plain=True), page, plain=True
+    )
     return _page(service.device_views(session, rows), total, page)
 
 

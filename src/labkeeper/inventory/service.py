@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -357,58 +357,39 @@ def get_device(session: Session, device_id: int) -> Device:
     return device
 
 
-def _view(
-    device: Device, tags: list[dict[str, Any]], owners: list[dict[str, Any]]
-) -> dict[str, Any]:
-    dtype = device.device_type
-    site = device.site
-    return {
-        "id": device.id,
-        "name": device.name,
-        "hostname": device.hostname,
-        "mgmt_address": device.mgmt_address,
-        "platform": device.platform,
-        "ssh_port": device.ssh_port,
-        "serial": device.serial,
-        "model": device.model,
-        "status": device.status,
-        "device_type": {
-            "id": dtype.id,
-            "name": dtype.name,
-            "category": dtype.category,
-            "is_schedulable": dtype.is_schedulable,
-            "has_ports": dtype.has_ports,
-        },
-        "site": None if site is None else {"id": site.id, "name": site.name},
-        "rack": device.rack,
-        "notes": device.notes,
-        "switch_name": device.switch_name,
-        "switch_in_port": device.switch_in_port,
-        "switch_out_port": device.switch_out_port,
-        "reachability": device.reachability,
-        "last_seen_at": device.last_seen_at,
-        "last_latency_ms": device.last_latency_ms,
-        "last_backup_at": device.last_backup_at,
-        "last_backup_status": device.last_backup_status,
-        "tags": tags,
-        "owners": owners,
-        "created_by": device.created_by,
-        "created_at": device.created_at,
-        "updated_at": device.updated_at,
+def _view(row: Any, tags: list[dict[str, Any]], owners: list[dict[str, Any]]) -> dict[str, Any]:
+    view = dict(zip(row._fields[:_OWN_COLUMNS], row[:_OWN_COLUMNS], strict=True))
+    view["device_type"] = {
+        "id": row.type_id,
+        "name": row.type_name,
+        "category": row.type_category,
+        "is_schedulable": row.type_is_schedulable,
+        "has_ports": row.type_has_ports,
     }
+    view["site"] = None if row.site_id is None else {"id": row.site_id, "name": row.site_name}
+    view["tags"] = tags
+    view["owners"] = owners
+    return view
 
 
-def device_views(session: Session, devices: list[Device]) -> list[dict[str, Any]]:
-    """Devices (type and site loaded) with tags and owners: two queries for any number."""
-    ids = [d.id for d in devices]
+_OWN_COLUMNS = len(repository.DEVICE_OWN_COLUMNS)
+
+
+def device_views(session: Session, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of `repository.devices_query(plain=True)` as the API shows devices, with tags and
+    owners: two more queries for any number."""
+    ids = [r.id for r in rows]
     tags = repository.tags_of_devices(session, ids)
     owners = repository.owners_of_devices(session, ids)
-    return [_view(d, tags.get(d.id, []), owners.get(d.id, [])) for d in devices]
+    return [_view(r, tags.get(r.id, []), owners.get(r.id, [])) for r in rows]
 
 
 def device_detail(session: Session, device_id: int) -> dict[str, Any]:
     """One device with type, site, tags and current owners."""
-    return device_views(session, [get_device(session, device_id)])[0]
+    row = repository.device_row(session, device_id)
+    if row is None:
+        raise not_found("device", device_id)
+    return device_views(session, [row])[0]
 
 
 def _device_type(session: Session, name: str) -> DeviceType:

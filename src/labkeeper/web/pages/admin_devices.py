@@ -125,7 +125,9 @@ def admin_devices(
 ) -> Response:
     """Devices to change or deactivate, and a form to add one."""
     query = (q or "").strip()
-    rows, total = fetch_page(session, inventory.devices_query(q=query or None), paging)
+    rows, total = fetch_page(
+        session, inventory.devices_query(q=query or None, plain=True), paging, plain=True
+    )
     return page(
         request,
         session,

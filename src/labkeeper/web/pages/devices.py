@@ -120,8 +120,9 @@ def devices_page(
         free_now=True if now == "free" else None,
         held_now=now if now in ("booked", "maintenance") else None,
         now=utcnow(),
+        plain=True,
     )
-    rows, total = fetch_page(session, stmt, paging)
+    rows, total = fetch_page(session, stmt, paging, plain=True)
     views = with_availability(session, devices_service.device_views(session, rows))
     return page(
         request,
