@@ -19,7 +19,9 @@ Targets: availability p95 <= 5 ms, free devices p95 <= 25 ms, timeline p95 <= 50
 HTTP >= 300 bookings/s on PostgreSQL; the hot spot must show no overlap and no 5xx.
 
 Usage: python bench/booking.py [--backends sqlite postgresql] [--sizes 10000 100000 1000000]
-       [--devices 500] [--http-seconds 8] [--workers 2] [--quick] [--no-gc-freeze]
+       [--devices 500] [--http-seconds 8] [--workers N] [--quick] [--no-gc-freeze]
+The server runs as the README advises: one process on SQLite (its writers queue on one lock,
+and a second process only adds latency), one per core on PostgreSQL; --workers overrides.
 PostgreSQL: LABKEEPER_BENCH_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres).
 """
 
@@ -614,7 +616,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             if not args.no_gc_freeze:
                 gc.freeze()
             figures = service_figures(db, lab, now, args.quick)
-            figures.update(http_figures(db, url, lab, stage, now, args.http_seconds, args.workers))
+            workers = args.workers or (1 if backend == "sqlite" else os.cpu_count() or 2)
+            figures.update(http_figures(db, url, lab, stage, now, args.http_seconds, workers))
+            figures["workers"] = workers
             figures["size"] = size
             figures["rows"] = total
             figures["insert_s"] = seconds
@@ -634,7 +638,8 @@ def show_stage(f: dict[str, Any]) -> None:
         flush=True,
     )
     print(
-        f"    HTTP 32 clients: {h['ok_per_s']:.0f} bookings/s ({h['counts']} {h['refusals']}, p95"
+        f"    HTTP 32 clients, {f['workers']} server process(es): {h['ok_per_s']:.0f} bookings/s"
+        f" ({h['counts']} {h['refusals']}, p95"
         f" {h['p95_ms']:.0f} ms, overlaps {h['overlaps']})"
         f" | hot spot 64x3: {hot['attempts_per_s']:.0f} attempts/s ({hot['counts']},"
         f" 5xx {hot['errors_5xx']}, overlaps {hot['overlaps']})",
@@ -685,7 +690,12 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--http-seconds", type=float, default=8.0)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="server processes (default: 1 on SQLite, one per core on PostgreSQL)",
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 bookings, short runs")
     parser.add_argument(
         "--no-gc-freeze", action="store_true", help="leave the start-up heap to the collector"
