@@ -13,8 +13,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, select, text
 
 BIN = Path(sys.executable).parent / "labkeeper"
 PG_ADMIN = os.environ.get(
@@ -116,6 +117,19 @@ def server(env: dict[str, str], port: int, workers: int = 1) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def add_devices(session: Any, count: int) -> list[int]:
+    """`count` bookable devices of one new type, named dev0000...; their ids in order."""
+    from labkeeper.inventory.models import Device, DeviceType
+
+    kind = DeviceType(name="router", is_schedulable=True)
+    session.add(kind)
+    session.flush()
+    session.execute(
+        insert(Device), [{"name": f"dev{i:04d}", "device_type_id": kind.id} for i in range(count)]
+    )
+    return list(session.scalars(select(Device.id).order_by(Device.id)))
 
 
 def percentile(values: list[float], pct: float) -> float:

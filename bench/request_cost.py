@@ -45,8 +45,7 @@ os.environ.setdefault("LABKEEPER_ENV", "development")
 os.environ.setdefault("LABKEEPER_LOG_LEVEL", "WARNING")
 
 import uvloop  # noqa: E402
-from _common import database, pg_available  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+from _common import add_devices, database, pg_available  # noqa: E402
 
 from labkeeper.admin import service as settings_service  # noqa: E402
 from labkeeper.app import create_app  # noqa: E402
@@ -56,7 +55,6 @@ from labkeeper.config import Settings  # noqa: E402
 from labkeeper.core import migrate  # noqa: E402
 from labkeeper.core.audit import SYSTEM  # noqa: E402
 from labkeeper.core.db import Database, make_engine  # noqa: E402
-from labkeeper.inventory.models import Device, DeviceType  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 ROUNDS = 3
@@ -73,14 +71,7 @@ def populate(db: Database) -> tuple[str, list[int]]:
     """An admin with a token, 59 more users, 200 bookable devices; the admin's token."""
     migrate.upgrade(db.engine)
     with db.scope() as s:
-        kind = DeviceType(name="router", is_schedulable=True)
-        s.add(kind)
-        s.flush()
-        s.execute(
-            insert(Device),
-            [{"name": f"dev{i:03d}", "device_type_id": kind.id} for i in range(200)],
-        )
-        devices = list(s.scalars(select(Device.id).order_by(Device.id)))
+        devices = add_devices(s, 200)
         admin = auth_service.create_user(
             s,
             data=UserCreate(username="bench", password="load-test-pw-42", role="admin"),
