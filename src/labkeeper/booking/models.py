@@ -33,10 +33,13 @@ class Booking(Timestamps, Base):
     __tablename__ = "bookings"
     __table_args__ = (
         CheckConstraint("end_time > start_time", name="time_order"),
-        Index("ix_bookings_device_time", "device_id", "start_time", "end_time"),
+        # A device's rows by end: "holding the device at or after a time" (conflicts, free now,
+        # what comes next) is a short range however long its history.
+        Index("ix_bookings_device_end", "device_id", "end_time", "start_time"),
         Index("ix_bookings_status_start", "status", "start_time"),
         Index("ix_bookings_status_end", "status", "end_time"),
-        Index("ix_bookings_user_start", "user_id", "start_time"),
+        # Covers the quota count (user, recent start, status) without visiting the table.
+        Index("ix_bookings_user_start_status", "user_id", "start_time", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

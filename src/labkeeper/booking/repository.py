@@ -3,8 +3,9 @@
 Overlap queries lean on one fact: rows in a live status (PENDING, CONFIRMED, ACTIVE, CONFLICTING)
 are current or future ones, because the lifecycle job moves past rows on. So "live rows that
 overlap a window" is a short range of the (status, start_time) / (status, end_time) indexes
-however much history the table holds, and per device the (device_id, start_time, end_time)
-index answers the conflict check.
+however much history the table holds, and per device the (device_id, end_time, start_time)
+index answers the conflict check: rows ending after a window's start are the device's present
+and future ones.
 """
 
 from __future__ import annotations
