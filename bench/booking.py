@@ -184,8 +184,10 @@ def bulk_insert(db: Database, lab: Lab, count: int, now: datetime) -> float:
                 for row in rows:
                     copy.write_row(row)
             raw.commit()
-            cur.execute("ANALYZE bookings")
-            raw.commit()
+            # As after any bulk load: otherwise autovacuum visits the new rows during the
+            # measurements that follow (and index-only scans visit the heap until it has).
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            cur.execute("VACUUM (ANALYZE) bookings")
         finally:
             raw.close()
     else:
@@ -279,10 +281,12 @@ def service_figures(db: Database, lab: Lab, now: datetime, quick: bool) -> dict[
         return run
 
     out = {
+        # Enough runs that the p95 is not just the slowest run or two (a busy neighbour on
+        # this shared machine shows up as one slow run).
         "availability": timed(db, 100 if quick else 300, one),
-        "free": timed(db, 30 if quick else 60, free),
-        "timeline": timed(db, 10 if quick else 20, timeline(timedelta(0))),
-        "timeline_ahead": timed(db, 5 if quick else 10, timeline(timedelta(days=7))),
+        "free": timed(db, 30 if quick else 100, free),
+        "timeline": timed(db, 10 if quick else 60, timeline(timedelta(0))),
+        "timeline_ahead": timed(db, 5 if quick else 40, timeline(timedelta(days=7))),
     }
     out["timeline_rows"] = counted.get("0", 0)
     out["timeline_ahead_rows"] = counted.get("7", 0)
