@@ -8,6 +8,7 @@ from sqlalchemy import Row, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from labkeeper.auth.models import ApiToken, Invitation, RoleAssignment, User, UserSession
+from labkeeper.core.db import read
 
 
 def user_by_id(session: Session, user_id: int) -> User | None:
@@ -98,13 +99,13 @@ _TOKEN_PRINCIPAL = _principal_query(ApiToken, ApiToken.last_used_at, ApiToken.sc
 def principal_by_session_hash(session: Session, digest: str) -> Row[Any] | None:
     """A sign-in (id, revoked_at, expires_at, last_used_at, extra: its CSRF token) followed by
     its user's columns as `user_rows_query` has them; one query."""
-    return session.connection().execute(_SESSION_PRINCIPAL, {"digest": digest}).first()
+    return read(session, _SESSION_PRINCIPAL, {"digest": digest}).first()
 
 
 def principal_by_token_hash(session: Session, digest: str) -> Row[Any] | None:
     """An API token (id, revoked_at, expires_at, last_used_at, extra: its scopes) followed by
     its user's columns as `user_rows_query` has them; one query."""
-    return session.connection().execute(_TOKEN_PRINCIPAL, {"digest": digest}).first()
+    return read(session, _TOKEN_PRINCIPAL, {"digest": digest}).first()
 
 
 def user_rows_query(

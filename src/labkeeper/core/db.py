@@ -236,19 +236,23 @@ def has_written(session: Session) -> bool:
     return bool(session.info.get(_WROTE) or session.new or session.dirty or session.deleted)
 
 
+_PLAIN_ROWS = {"_result_disable_adapt_to_context": True}
+
+
 def read(
     session: Session, statement: Executable, params: Any = None
 ) -> CursorResult[*tuple[Any, ...]]:
-    """Run a SELECT of plain columns on the session's connection, past the ORM's execution
-    layer (its events and result wrapping: a quarter of a short query's cost).
+    """Run a SELECT of plain columns (no ORM entities) on the session's connection, past the
+    ORM's execution layer (its events and result wrapping: a quarter of a short query's cost).
 
-    For statements built once (module constants): a statement built per call costs more here
-    than through `session.execute`, which skips re-keying the cached result columns. Pending
-    ORM changes are flushed first, as `session.execute` would.
+    Pending ORM changes are flushed first, as `session.execute` would. Rows are read by name
+    and position, never by column object, so SQLAlchemy need not re-key its cached result
+    columns to a statement built for this call (`_PLAIN_ROWS`: its own option, which the ORM
+    sets for itself).
     """
     if session.autoflush:
         session.flush()
-    return session.connection().execute(statement, params)
+    return session.connection().execute(statement, params, execution_options=_PLAIN_ROWS)
 
 
 def write(

@@ -9,10 +9,11 @@ from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from labkeeper.core.db import read
+
 T = TypeVar("T")
 
 MAX_LIMIT = 500
-_PLAIN_ROWS = {"_result_disable_adapt_to_context": True}
 
 
 class Page(BaseModel, Generic[T]):
@@ -56,14 +57,7 @@ def fetch_page(
     count = select(func.count()).select_from(stmt.order_by(None).subquery())
     paged = stmt.limit(params.limit).offset(params.offset)
     if plain:
-        # Rows are read by name and position only, so the cached result columns need no
-        # re-keying to this call's new statement object (SQLAlchemy's own option, which the
-        # ORM sets for itself).
-        if session.autoflush:
-            session.flush()
-        conn = session.connection()
-        rows = conn.execute(paged, execution_options=_PLAIN_ROWS).all()
-        return list(rows), conn.execute(count, execution_options=_PLAIN_ROWS).scalar() or 0
+        return list(read(session, paged).all()), read(session, count).scalar() or 0
     run: Any = session  # mypy 2.4.1 crashes inferring Session.execute's overloads here
     rows = list(run.scalars(paged)) if scalars else list(run.execute(paged))
     return rows, session.scalar(count) or 0

@@ -230,7 +230,7 @@ def device_full(session: Session, device_id: int) -> Device | None:
 
 def device_row(session: Session, device_id: int) -> Any:
     """A device's `DEVICE_COLUMNS`, or None."""
-    return session.execute(_devices_base(plain=True).where(Device.id == device_id)).first()
+    return read(session, _DEVICES_PLAIN.where(Device.id == device_id)).first()
 
 
 def device_by_name(session: Session, name: str) -> Device | None:
